@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make serve` starts the service, `make test` runs the whole suite.
+# Both create .venv and install the project on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: serve test lint bench check-mappings fixtures clean
+
+$(BIN)/cds-service: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+serve: $(BIN)/cds-service
+	$(BIN)/cds-service serve --host $(HOST) --port $(PORT)
+
+test: $(BIN)/cds-service
+	$(BIN)/pytest
+
+lint: $(BIN)/cds-service
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check cds_service tests bench
+	$(BIN)/mypy
+
+check-mappings: $(BIN)/cds-service
+	$(BIN)/cds-service check-mappings
+
+fixtures:
+	$(PYTHON) fixtures/generate.py
+
+bench: $(BIN)/cds-service
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
