@@ -1,0 +1,127 @@
+"""Console script ``cds-service``: serve, evaluate a request file, check the mapping files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .config import SettingsError, load_settings
+from .errors import MappingError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from . import create_app
+
+    try:
+        app = create_app()
+    except (MappingError, SettingsError) as exc:
+        print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        return 2
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "worker_class": "gthread" if args.threads > 1 else "sync",
+                "threads": args.threads,
+                "timeout": 30,
+                "graceful_timeout": 10,
+                "keepalive": 5,
+                "accesslog": "-" if args.access_log else None,
+                "errorlog": "-",
+                "loglevel": "info",
+            }
+            for key, value in options.items():
+                if value is not None:
+                    self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"cds-service: serving on http://{host}:{args.port}/cds-services", file=sys.stderr)
+    _Server().run()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from . import create_app
+
+    path = Path(args.request)
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"cds-service: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    overrides = {"today": args.today} if args.today else None
+    app = create_app(overrides)
+    services = app.extensions["cds_service"].services
+    service_id = args.service
+    if service_id is None:
+        hook = body.get("hook") if isinstance(body, dict) else None
+        service_id = next((s.id for s in services.values() if s.hook == hook), None)
+        if service_id is None:
+            print(f"cds-service: no service answers hook {hook!r}; use --service", file=sys.stderr)
+            return 2
+    response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+    print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+    return 0 if response.status_code == 200 else 1
+
+
+def _check_mappings(args: argparse.Namespace) -> int:
+    from .mappings import load_dir
+    from .rules import REQUIRED_CONCEPTS
+    from .services import load_services
+
+    directory = Path(args.directory) if args.directory else load_settings().mappings_dir
+    try:
+        knowledge = load_dir(directory, REQUIRED_CONCEPTS)
+        load_services()
+    except (MappingError, SettingsError) as exc:
+        print(f"cds-service: invalid mapping data: {exc}", file=sys.stderr)
+        return 1
+    codes = knowledge.codes
+    total = 0
+    for concept_id in sorted(codes.concepts):
+        concept = codes.concepts[concept_id]
+        total += len(concept.codes)
+        if args.verbose:
+            print(f"{codes.sources[concept_id]:28} {concept_id:40} {len(concept.codes):3} codes")
+    print(f"ok: {len(codes.concepts)} concepts, {total} codes in {len(knowledge.files)} files")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the service under gunicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("CDS_WORKERS", "2")))
+    serve.add_argument("--threads", type=int, default=int(os.environ.get("CDS_THREADS", "4")))
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=_serve)
+    evaluate = sub.add_parser("evaluate", help="print the response to a CDS Hooks request file")
+    evaluate.add_argument("request")
+    evaluate.add_argument("--service", help="service id (default: the one for the request's hook)")
+    evaluate.add_argument("--today", help="evaluate as of this date (YYYY-MM-DD)")
+    evaluate.set_defaults(func=_evaluate)
+    check = sub.add_parser("check-mappings", help="validate mappings/*.json and the discovery file")
+    check.add_argument("directory", nargs="?")
+    check.add_argument("-v", "--verbose", action="store_true")
+    check.set_defaults(func=_check_mappings)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

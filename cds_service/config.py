@@ -1,0 +1,93 @@
+"""Settings: defaults, then ``CDS_``-prefixed environment variables, then explicit overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def default_mappings_dir() -> Path:
+    """The repository's ``mappings/`` in a source checkout, else the copy packaged in the wheel."""
+    source_tree = PACKAGE_DIR.parent / "mappings"
+    if source_tree.is_dir():
+        return source_tree
+    return PACKAGE_DIR / "_mappings"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment, read once at start-up."""
+
+    mappings_dir: Path
+    # A fixed "today" for replaying recorded requests and for tests; None means the real date.
+    today: date | None = None
+    # Variant 11 windows (days): a symptom is "new" when recorded within symptom_new_days,
+    # "persistent" when still active with onset within symptom_persistent_days.
+    symptom_new_days: int = 90
+    symptom_persistent_days: int = 365
+    lab_window_days: int = 90
+    # Initial work-up: diagnosis within this many days and no completed definitive surgery.
+    new_diagnosis_days: int = 365
+    # Active systemic treatment: chemotherapy given or prescribed within this many days.
+    active_treatment_days: int = 183
+    max_body_bytes: int = 5 * 1024 * 1024
+    # Overall budget for FHIR queries of one hook call, in seconds.
+    fhir_timeout: float = 2.5
+
+
+_ENV_TYPES: dict[str, type] = {
+    "mappings_dir": Path,
+    "today": date,
+    "symptom_new_days": int,
+    "symptom_persistent_days": int,
+    "lab_window_days": int,
+    "new_diagnosis_days": int,
+    "active_treatment_days": int,
+    "max_body_bytes": int,
+    "fhir_timeout": float,
+}
+
+
+class SettingsError(ValueError):
+    """A configuration value cannot be used; raised at start-up only."""
+
+
+def _convert(name: str, raw: Any) -> Any:
+    kind = _ENV_TYPES[name]
+    if raw is None or isinstance(raw, kind):
+        return raw
+    text = str(raw).strip()
+    try:
+        if kind is date:
+            return date.fromisoformat(text) if text else None
+        if kind is int or kind is float:
+            value = kind(text)
+            if value <= 0:
+                raise ValueError("must be a positive number")
+            return value
+        return kind(text)
+    except ValueError as exc:
+        raise SettingsError(f"CDS_{name.upper()}: {raw!r}: {exc}") from exc
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from ``CDS_<NAME>`` environment variables and ``overrides`` (which win)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {"mappings_dir": default_mappings_dir()}
+    for field in fields(Settings):
+        key = f"CDS_{field.name.upper()}"
+        if key in env:
+            values[field.name] = _convert(field.name, env[key])
+    for name, raw in (overrides or {}).items():
+        if name not in _ENV_TYPES:
+            raise SettingsError(f"unknown setting {name!r}")
+        values[name] = _convert(name, raw)
+    return Settings(**values)

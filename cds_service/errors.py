@@ -1,0 +1,145 @@
+"""Errors and their FHIR OperationOutcome bodies.
+
+    CdsServiceError              base: status_code, issue_code, to_operation_outcome()
+     ├─ InvalidRequest           400  "invalid"     malformed JSON, request or FHIR resource
+     ├─ Unauthorized             401  "login"
+     ├─ UnknownService           404  "not-found"
+     ├─ MethodNotAllowed         405  "not-supported"
+     ├─ PayloadTooLarge          413  "too-costly"
+     └─ PrefetchUnavailable      412  "processing"  required data neither prefetched nor retrievable
+    MappingError                 start-up only: a mapping file is invalid (never reaches HTTP)
+
+Every non-2xx body is an OperationOutcome; 500s carry a generic text and the exception is
+logged, never sent to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger("cds_service")
+
+
+class CdsServiceError(Exception):
+    status_code = 500
+    issue_code = "exception"
+
+    def __init__(self, diagnostics: str, expression: Sequence[str] = ()) -> None:
+        super().__init__(diagnostics)
+        self.diagnostics = diagnostics
+        self.expression = tuple(expression)
+
+    def to_operation_outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.issue_code, self.diagnostics, self.expression)
+
+
+class InvalidRequest(CdsServiceError):
+    status_code = 400
+    issue_code = "invalid"
+
+
+class Unauthorized(CdsServiceError):
+    status_code = 401
+    issue_code = "login"
+
+
+class UnknownService(CdsServiceError):
+    status_code = 404
+    issue_code = "not-found"
+
+
+class PrefetchUnavailable(CdsServiceError):
+    status_code = 412
+    issue_code = "processing"
+
+
+class PayloadTooLarge(CdsServiceError):
+    status_code = 413
+    issue_code = "too-costly"
+
+
+class MappingError(Exception):
+    """A mapping file is invalid: names the file and the entry."""
+
+    def __init__(self, path: str, location: str, message: str) -> None:
+        super().__init__(f"{path}: {location}: {message}" if location else f"{path}: {message}")
+        self.path = path
+        self.location = location
+        self.message = message
+
+
+_HTTP_ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    412: "processing",
+    413: "too-costly",
+    415: "not-supported",
+    429: "throttled",
+}
+
+
+def operation_outcome(
+    code: str, diagnostics: str, expression: Sequence[str] = (), severity: str = "error"
+) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
+    if expression:
+        issue["expression"] = list(expression)
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/fhir+json"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CdsServiceError)
+    def _cds_error(exc: CdsServiceError) -> Response:
+        if exc.status_code == 401:
+            # Bare 401: no reason is given to the caller (CDS Hooks security best practice).
+            return _respond(
+                401,
+                operation_outcome("login", "Unauthorized"),
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return _respond(exc.status_code, exc.to_operation_outcome())
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_ISSUE_CODES.get(status, "exception")
+        headers: dict[str, str] = {}
+        valid_methods = getattr(exc, "valid_methods", None)
+        if status == 405 and valid_methods:
+            headers["Allow"] = ", ".join(valid_methods)
+        text = exc.description or exc.name
+        if status == 413:
+            text = "Request body is larger than this service accepts"
+        return _respond(status, operation_outcome(code, f"{exc.name}: {text}"), headers)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        original = getattr(exc, "original_exception", None) or exc
+        logger.error(
+            "unhandled error on %s %s (hookInstance %s)",
+            request.method,
+            request.path,
+            g.get("hook_instance", "-"),
+            exc_info=original,
+        )
+        return _respond(
+            500, operation_outcome("exception", "Internal error; the service logged the details")
+        )

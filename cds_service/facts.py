@@ -1,0 +1,84 @@
+"""What the rules read: clinical records reduced to concepts, dates and statuses.
+
+Frozen dataclasses with no I/O and no FHIR library types: ``fhir.py`` builds them, ``rules.py``
+judges them, so the clinical logic is tested without parsing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+
+@dataclass(frozen=True)
+class ConditionFact:
+    id: str
+    concepts: frozenset[str]
+    label: str
+    clinical_status: str | None = None
+    verification: str | None = None
+    onset: date | None = None
+    recorded: date | None = None
+    abatement: date | None = None
+    stage_concepts: frozenset[str] = frozenset()
+    profiles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ObservationFact:
+    id: str
+    concepts: frozenset[str]
+    label: str
+    status: str | None = None
+    effective: date | None = None
+    value_concepts: frozenset[str] = frozenset()
+    value: float | None = None
+    value_bool: bool | None = None
+    reference_high: float | None = None
+    interpretation: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ProcedureFact:
+    id: str
+    concepts: frozenset[str]
+    label: str
+    status: str | None = None
+    performed: date | None = None
+
+
+@dataclass(frozen=True)
+class MedicationFact:
+    id: str
+    concepts: frozenset[str]
+    label: str
+    status: str | None = None
+    authored: date | None = None
+    ended: date | None = None
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    """A draft order from ``context.draftOrders``."""
+
+    reference: str  # "ServiceRequest/abc" (or the resource type alone when it has no id)
+    resource_type: str
+    concepts: frozenset[str]
+    text: str  # code.text, else the first display: names the order in the card
+    codings: tuple[tuple[str, str], ...] = ()
+    body_site_text: str = ""
+    reason_concepts: frozenset[str] = frozenset()
+    reason_references: tuple[str, ...] = ()
+    reason_text: str = ""
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    birth_date: date | None = None
+    gender: str | None = None
+    conditions: tuple[ConditionFact, ...] = ()
+    observations: tuple[ObservationFact, ...] = ()
+    procedures: tuple[ProcedureFact, ...] = ()
+    medications: tuple[MedicationFact, ...] = ()
+    skipped: int = 0  # resources that were invalid and skipped
+    notes: tuple[str, ...] = field(default=())

@@ -1,0 +1,397 @@
+"""FHIR R4 JSON → facts. The only module that imports ``fhir.resources`` (its R4B package).
+
+Speed matters here (records run to thousands of resources): a resource is looked at only when one
+of its codes maps to a concept the rules use, and only those are validated with
+``fhir.resources``. A resource that fails validation is kept, read leniently (a date that cannot
+be read becomes unknown, which the rules treat conservatively) and counted; the log names its
+type and the failing element, never a value.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .errors import InvalidRequest
+from .facts import (
+    ConditionFact,
+    MedicationFact,
+    ObservationFact,
+    OrderFact,
+    PatientFacts,
+    ProcedureFact,
+)
+from .mappings import CodeMap
+
+logger = logging.getLogger("cds_service.fhir")
+
+ORDER_TYPES = frozenset(
+    {
+        "ServiceRequest",
+        "MedicationRequest",
+        "NutritionOrder",
+        "DeviceRequest",
+        "VisionPrescription",
+        "ProcedureRequest",
+        "MedicationOrder",
+        "CommunicationRequest",
+    }
+)
+# Elements of a draft ServiceRequest the rules read: an invalid one is a 400, not a skip.
+ORDER_FIELDS_READ = frozenset(
+    {"resourceType", "id", "code", "reasonCode", "reasonReference", "bodySite"}
+)
+
+_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def parse_date(value: Any) -> date | None:
+    """A FHIR date/dateTime as a date; partial dates take the LAST day they can mean.
+
+    The last day is the conservative reading for every rule here: a symptom dated "2026" is as
+    recent as it can be, and so is a diagnosis dated "2026-03".
+    """
+    if not isinstance(value, str):
+        return None
+    match = _DATE.match(value)
+    if not match:
+        return None
+    year, month, day = match.groups()
+    try:
+        y = int(year)
+        m = int(month) if month else 12
+        d = int(day) if day else calendar.monthrange(y, m)[1]
+        return date(y, m, d)
+    except ValueError:
+        return None
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _codings(concept: Any) -> list[tuple[str, str]]:
+    out = []
+    for coding in _list(_dict(concept).get("coding")):
+        c = _dict(coding)
+        system, code = _str(c.get("system")), _str(c.get("code"))
+        if system and code:
+            out.append((system, code))
+    return out
+
+
+def _label(concept: Any) -> str:
+    cc = _dict(concept)
+    text = _str(cc.get("text"))
+    if text:
+        return text
+    for coding in _list(cc.get("coding")):
+        c = _dict(coding)
+        shown = _str(c.get("display")) or _str(c.get("code"))
+        if shown:
+            return shown
+    return ""
+
+
+def _status_code(concept: Any) -> str | None:
+    for coding in _list(_dict(concept).get("coding")):
+        code = _str(_dict(coding).get("code"))
+        if code:
+            return code
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _first_date(resource: Mapping[str, Any], *paths: str) -> date | None:
+    for path in paths:
+        node: Any = resource
+        for part in path.split("."):
+            node = _dict(node).get(part)
+        found = parse_date(node)
+        if found:
+            return found
+    return None
+
+
+def _validate(resource: Mapping[str, Any], where: str) -> list[str]:
+    """Validate with fhir.resources R4B; return the failing element paths (empty when valid)."""
+    try:
+        model = get_fhir_model_class(str(resource.get("resourceType")))
+    except (KeyError, ValueError):
+        return ["resourceType"]
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        locations = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+        logger.warning(
+            "invalid %s at %s: %s (read leniently)",
+            resource.get("resourceType"),
+            where,
+            ", ".join(locations[:5]),
+        )
+        return locations
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# Bundles and prefetch values
+
+
+def bundle_resources(value: Any) -> Iterator[Mapping[str, Any]]:
+    """Resources of a Bundle (any type) or a bare resource; OperationOutcomes are left out."""
+    node = _dict(value)
+    if node.get("resourceType") == "Bundle":
+        for entry in _list(node.get("entry")):
+            resource = _dict(_dict(entry).get("resource"))
+            if resource.get("resourceType") == "Bundle":
+                yield from bundle_resources(resource)
+            elif resource and resource.get("resourceType") != "OperationOutcome":
+                yield resource
+    elif node and node.get("resourceType") not in (None, "OperationOutcome"):
+        yield node
+
+
+def is_error_value(value: Any) -> bool:
+    """An OperationOutcome, or a Bundle holding only OperationOutcomes: the client hit an error."""
+    node = _dict(value)
+    if node.get("resourceType") == "OperationOutcome":
+        return True
+    if node.get("resourceType") != "Bundle":
+        return False
+    kinds = [_dict(_dict(e).get("resource")).get("resourceType") for e in _list(node.get("entry"))]
+    return bool(kinds) and all(kind == "OperationOutcome" for kind in kinds)
+
+
+def next_link(bundle: Any) -> str | None:
+    for link in _list(_dict(bundle).get("link")):
+        entry = _dict(link)
+        if entry.get("relation") == "next":
+            return _str(entry.get("url"))
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Draft orders
+
+
+def parse_orders(
+    draft_orders: Any, selections: Sequence[str] | None, code_map: CodeMap
+) -> list[OrderFact]:
+    """The orders to judge: the selected ones (order-select) or all of them (order-sign)."""
+    wanted = set(selections) if selections is not None else None
+    orders = []
+    for index, entry in enumerate(_list(_dict(draft_orders).get("entry"))):
+        resource = _dict(_dict(entry).get("resource"))
+        rtype = _str(resource.get("resourceType")) or ""
+        rid = _str(resource.get("id"))
+        reference = f"{rtype}/{rid}" if rid else rtype
+        if wanted is not None and reference not in wanted:
+            continue
+        if rtype != "ServiceRequest":
+            orders.append(OrderFact(reference, rtype, frozenset(), ""))
+            continue
+        where = f"context.draftOrders.entry[{index}].resource"
+        problems = _validate(resource, where)
+        read = [p for p in problems if p.split(".")[0] in ORDER_FIELDS_READ]
+        if read:
+            raise InvalidRequest(
+                f"draft order {reference} is not a valid FHIR R4 ServiceRequest "
+                f"({', '.join(read[:3])})",
+                [f"{where}.{read[0]}"],
+            )
+        code = resource.get("code")
+        codings = _codings(code)
+        reason_codings = [
+            c for reason in _list(resource.get("reasonCode")) for c in _codings(reason)
+        ]
+        orders.append(
+            OrderFact(
+                reference=reference,
+                resource_type=rtype,
+                concepts=code_map.lookup_all(codings),
+                text=_label(code),
+                codings=tuple(codings),
+                body_site_text=" ".join(_label(site) for site in _list(resource.get("bodySite"))),
+                reason_concepts=code_map.lookup_all(reason_codings),
+                reason_references=tuple(
+                    ref
+                    for ref in (
+                        _str(_dict(r).get("reference"))
+                        for r in _list(resource.get("reasonReference"))
+                    )
+                    if ref
+                ),
+                reason_text=" ".join(_label(r) for r in _list(resource.get("reasonCode"))),
+            )
+        )
+    return orders
+
+
+def find_draft(draft_orders: Any, reference: str) -> Mapping[str, Any] | None:
+    for entry in _list(_dict(draft_orders).get("entry")):
+        resource = _dict(_dict(entry).get("resource"))
+        if f"{resource.get('resourceType')}/{resource.get('id')}" == reference:
+            return resource
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Patient record
+
+
+def _condition(
+    raw: Mapping[str, Any], concepts: frozenset[str], code_map: CodeMap
+) -> ConditionFact:
+    stage_codings = [
+        c for stage in _list(raw.get("stage")) for c in _codings(_dict(stage).get("summary"))
+    ]
+    profiles = frozenset(
+        p for p in _list(_dict(raw.get("meta")).get("profile")) if isinstance(p, str)
+    )
+    return ConditionFact(
+        id=_str(raw.get("id")) or "",
+        concepts=concepts,
+        label=_label(raw.get("code")),
+        clinical_status=_status_code(raw.get("clinicalStatus")),
+        verification=_status_code(raw.get("verificationStatus")),
+        onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start"),
+        recorded=parse_date(raw.get("recordedDate")),
+        abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
+        stage_concepts=code_map.lookup_all(stage_codings),
+        profiles=profiles,
+    )
+
+
+def _observation(
+    raw: Mapping[str, Any], concepts: frozenset[str], values: frozenset[str]
+) -> ObservationFact:
+    quantity = _dict(raw.get("valueQuantity"))
+    high = None
+    for reference in _list(raw.get("referenceRange")):
+        high = _number(_dict(_dict(reference).get("high")).get("value"))
+        if high is not None:
+            break
+    interpretation = frozenset(
+        code for concept in _list(raw.get("interpretation")) for _, code in _codings(concept)
+    )
+    value_bool = raw.get("valueBoolean")
+    return ObservationFact(
+        id=_str(raw.get("id")) or "",
+        concepts=concepts,
+        label=_label(raw.get("code")),
+        status=_str(raw.get("status")),
+        effective=_first_date(
+            raw,
+            "effectiveDateTime",
+            "effectivePeriod.end",
+            "effectivePeriod.start",
+            "effectiveInstant",
+            "issued",
+        ),
+        value_concepts=values,
+        value=_number(quantity.get("value")),
+        value_bool=value_bool if isinstance(value_bool, bool) else None,
+        reference_high=high,
+        interpretation=interpretation,
+    )
+
+
+def _procedure(raw: Mapping[str, Any], concepts: frozenset[str]) -> ProcedureFact:
+    return ProcedureFact(
+        id=_str(raw.get("id")) or "",
+        concepts=concepts,
+        label=_label(raw.get("code")),
+        status=_str(raw.get("status")),
+        performed=_first_date(
+            raw, "performedDateTime", "performedPeriod.end", "performedPeriod.start"
+        ),
+    )
+
+
+def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationFact:
+    return MedicationFact(
+        id=_str(raw.get("id")) or "",
+        concepts=concepts,
+        label=_label(raw.get("medicationCodeableConcept")),
+        status=_str(raw.get("status")),
+        authored=parse_date(raw.get("authoredOn")),
+        ended=_first_date(raw, "dispenseRequest.validityPeriod.end"),
+    )
+
+
+def build_facts(
+    resources: Mapping[str, Sequence[Mapping[str, Any]]], code_map: CodeMap
+) -> PatientFacts:
+    """Reduce the record (resources grouped by prefetch key) to the facts the rules read."""
+    conditions: list[ConditionFact] = []
+    observations: list[ObservationFact] = []
+    procedures: list[ProcedureFact] = []
+    medications: list[MedicationFact] = []
+    patient: Mapping[str, Any] = {}
+    invalid = 0
+    for key, items in resources.items():
+        for index, raw in enumerate(items):
+            rtype = raw.get("resourceType")
+            if rtype == "Patient":
+                patient = raw
+                continue
+            if rtype == "Condition":
+                codings = _codings(raw.get("code"))
+                stage = [
+                    c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))
+                ]
+                concepts = code_map.lookup_all(codings)
+                relevant = bool(concepts) or bool(code_map.lookup_all(stage))
+            elif rtype == "Observation":
+                concepts = code_map.lookup_all(_codings(raw.get("code")))
+                values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
+                relevant = bool(concepts or values)
+            elif rtype == "Procedure":
+                concepts = code_map.lookup_all(_codings(raw.get("code")))
+                relevant = bool(concepts)
+            elif rtype in ("MedicationRequest", "MedicationStatement"):
+                concepts = code_map.lookup_all(_codings(raw.get("medicationCodeableConcept")))
+                relevant = bool(concepts)
+            else:
+                continue
+            if not relevant:
+                continue
+            if _validate(raw, f"prefetch.{key}[{index}]"):
+                invalid += 1
+            if rtype == "Condition":
+                conditions.append(_condition(raw, concepts, code_map))
+            elif rtype == "Observation":
+                observations.append(_observation(raw, concepts, values))
+            elif rtype == "Procedure":
+                procedures.append(_procedure(raw, concepts))
+            else:
+                medications.append(_medication(raw, concepts))
+    return PatientFacts(
+        birth_date=parse_date(patient.get("birthDate")),
+        gender=_str(patient.get("gender")),
+        conditions=tuple(conditions),
+        observations=tuple(observations),
+        procedures=tuple(procedures),
+        medications=tuple(medications),
+        skipped=invalid,
+    )

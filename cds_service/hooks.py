@@ -1,0 +1,156 @@
+"""CDS Hooks 2.0 wire format: the request as the service reads it, and omit-empty responses.
+
+Validation is explicit so that every 400 names the path of the element at fault
+(``context.draftOrders.entry[0].resource``), and tolerant of what real clients send:
+``null`` for optional elements, draftOrders Bundles without ``type``, empty codings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import InvalidRequest
+
+ORDER_HOOKS = frozenset({"order-select", "order-sign"})
+
+
+@dataclass(frozen=True)
+class CdsRequest:
+    hook: str
+    hook_instance: str
+    patient_id: str
+    draft_orders: Mapping[str, Any]
+    selections: tuple[str, ...] | None
+    fhir_server: str | None
+    access_token: str | None
+    prefetch: Mapping[str, Any]
+    user_id: str | None = None
+    encounter_id: str | None = None
+    extension: Mapping[str, Any] | None = None
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "null" if value is None else "number"
+    )
+
+
+def _require_str(
+    node: Mapping[str, Any], key: str, path: str, *, required: bool = True
+) -> str | None:
+    value = node.get(key)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{path} is required", [path])
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"{path} must be a non-empty string, not {_type_name(value)}", [path])
+    return value
+
+
+def _object(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{path} must be a JSON object, not {_type_name(value)}", [path])
+    return value
+
+
+def parse_request(body: Any, expected_hook: str) -> CdsRequest:
+    """Validate a CDS Hooks request body for ``expected_hook``; raise InvalidRequest with a path."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"request body must be a JSON object, not {_type_name(body)}")
+    hook = _require_str(body, "hook", "hook")
+    if hook != expected_hook:
+        raise InvalidRequest(f"this service answers the {expected_hook} hook, not {hook}", ["hook"])
+    hook_instance = _require_str(body, "hookInstance", "hookInstance")
+    fhir_server = _require_str(body, "fhirServer", "fhirServer", required=False)
+    if fhir_server is not None:
+        parts = urlsplit(fhir_server)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidRequest("fhirServer must be an absolute http(s) URL", ["fhirServer"])
+    access_token = None
+    auth = body.get("fhirAuthorization")
+    if auth is not None:
+        auth = _object(auth, "fhirAuthorization")
+        access_token = _require_str(auth, "access_token", "fhirAuthorization.access_token")
+        if fhir_server is None:
+            raise InvalidRequest("fhirAuthorization requires fhirServer", ["fhirServer"])
+    context = _object(body.get("context"), "context")
+    patient_id = _require_str(context, "patientId", "context.patientId")
+    user_id = _require_str(context, "userId", "context.userId", required=False)
+    encounter_id = _require_str(context, "encounterId", "context.encounterId", required=False)
+    draft_orders = _object(context.get("draftOrders"), "context.draftOrders")
+    if draft_orders.get("resourceType") != "Bundle":
+        raise InvalidRequest(
+            "context.draftOrders must be a FHIR Bundle", ["context.draftOrders.resourceType"]
+        )
+    entries = draft_orders.get("entry")
+    if entries is not None and not isinstance(entries, list):
+        raise InvalidRequest(
+            "context.draftOrders.entry must be an array", ["context.draftOrders.entry"]
+        )
+    for index, entry in enumerate(entries or []):
+        path = f"context.draftOrders.entry[{index}]"
+        resource = _object(_object(entry, path).get("resource"), f"{path}.resource")
+        _require_str(resource, "resourceType", f"{path}.resource.resourceType")
+        _require_str(resource, "id", f"{path}.resource.id", required=False)
+    selections: tuple[str, ...] | None = None
+    if hook == "order-select":
+        raw = context.get("selections")
+        if not isinstance(raw, list) or not raw:
+            raise InvalidRequest(
+                "context.selections must be a non-empty array for order-select",
+                ["context.selections"],
+            )
+        for index, item in enumerate(raw):
+            if not isinstance(item, str) or "/" not in item:
+                raise InvalidRequest(
+                    "each selection must be a 'Type/id' reference into draftOrders",
+                    [f"context.selections[{index}]"],
+                )
+        selections = tuple(raw)
+    prefetch = body.get("prefetch")
+    if prefetch is not None:
+        prefetch = _object(prefetch, "prefetch")
+    extension = body.get("extension")
+    if extension is not None:
+        extension = _object(extension, "extension")
+    return CdsRequest(
+        hook=hook or "",
+        hook_instance=hook_instance or "",
+        patient_id=patient_id or "",
+        draft_orders=draft_orders,
+        selections=selections,
+        fhir_server=fhir_server,
+        access_token=access_token,
+        prefetch=prefetch or {},
+        user_id=user_id,
+        encounter_id=encounter_id,
+        extension=extension,
+    )
+
+
+def omit_empty(value: Any) -> Any:
+    """Drop None, "", [] and {} recursively (CDS Hooks forbids them); keep False and 0."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            cleaned = omit_empty(item)
+            if cleaned is None or cleaned == "" or cleaned == [] or cleaned == {}:
+                continue
+            out[key] = cleaned
+        return out
+    if isinstance(value, list):
+        items = [omit_empty(item) for item in value]
+        return [i for i in items if not (i is None or i == "" or i == [] or i == {})]
+    return value
+
+
+def response_body(cards: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """``{"cards": [...]}`` (always present, possibly empty) plus any non-empty extras."""
+    body: dict[str, Any] = {"cards": [omit_empty(card) for card in cards]}
+    for key, value in omit_empty(extra).items():
+        body[key] = value
+    return body

@@ -1,0 +1,486 @@
+"""Load and validate ``mappings/*.json`` once at start-up into an immutable ``Knowledge``.
+
+The files are the service's clinical knowledge (see ``mappings/README.md``). Validation covers
+the schema of every file, one concept per code across all files (prefix families included),
+references between concepts, the concepts the rules need, and the order-text matcher's own
+examples. Any failure raises ``MappingError`` naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import MappingError
+
+Verification = Literal["V", "V2", "P", "U"]
+USABLE_STRICT = frozenset({"V", "V2"})
+USABLE = frozenset({"V", "V2", "P"})
+
+CODE_SYSTEMS_FILE = "code-systems.json"
+TEXT_PATTERNS_FILE = "order-text-patterns.json"
+GUIDELINE_FILE = "acr-variant-10.json"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CodeEntry(_Strict):
+    system: str
+    code: str = Field(min_length=1)
+    display: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    verified: Verification
+    match: Literal["exact", "prefix"] = "exact"
+    note: str | None = None
+
+    @field_validator("system")
+    @classmethod
+    def _absolute_uri(cls, value: str) -> str:
+        if not re.match(r"^(https?://\S+|urn:(oid|uuid):\S+)$", value):
+            raise ValueError("must be an absolute URI")
+        return value
+
+    @field_validator("code")
+    @classmethod
+    def _no_blank(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("must not start or end with white space")
+        return value
+
+
+class ConceptDef(_Strict):
+    description: str = Field(min_length=1)
+    strict: bool = False
+    also: tuple[str, ...] = ()
+    codes: tuple[CodeEntry, ...] = Field(min_length=1)
+
+
+class ConceptFile(_Strict):
+    group: str = Field(min_length=1)
+    description: str = Field(min_length=1)
+    concepts: dict[str, ConceptDef] = Field(min_length=1)
+
+
+class SystemDef(_Strict):
+    uri: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    normalise: Literal["icd10", "upper", "none"] = "none"
+    source: str = Field(min_length=1)
+
+
+class CodeSystemsFile(_Strict):
+    systems: tuple[SystemDef, ...] = Field(min_length=1)
+    description: str | None = None
+
+
+class Synonym(_Strict):
+    from_: str = Field(alias="from")
+    to: str
+    note: str | None = None
+
+
+class StudyPattern(_Strict):
+    study: str
+    include: tuple[str, ...] = Field(min_length=1)
+    exclude: tuple[str, ...] = ()
+    must_match: tuple[str, ...] = Field(min_length=1)
+    must_not_match: tuple[str, ...] = ()
+    note: str | None = None
+
+
+class GuidelineRef(_Strict):
+    title: str
+    variant: int
+    variant_text: str
+    citation: str
+    url: str
+
+
+class StudyInfo(_Strict):
+    name: str
+    short: str | None = None
+    rating: str
+    warn: bool
+    why: str
+    rating_source: str
+    rrl: str | None = None
+    dose: str | None = None
+    rrl_source: str | None = None
+    note: str | None = None
+
+
+class SymptomTarget(_Strict):
+    studies: tuple[str, ...] = ()
+    advice: str
+
+
+class LinkDef(_Strict):
+    label: str
+    url: str
+
+
+class TumorMarkerInfo(_Strict):
+    why: str
+    source: str
+
+
+class GuidelineFile(_Strict):
+    guideline: GuidelineRef
+    studies: dict[str, StudyInfo] = Field(min_length=1)
+    symptom_targets: dict[str, SymptomTarget]
+    links: tuple[LinkDef, ...] = Field(min_length=1)
+    alternative: str
+    counselling: tuple[str, ...]
+    tumor_markers: TumorMarkerInfo
+    description: str | None = None
+
+
+class TextPatternsFile(_Strict):
+    normalisation: str
+    synonyms: tuple[Synonym, ...] = ()
+    studies: tuple[StudyPattern, ...] = Field(min_length=1)
+    description: str | None = None
+    source: str | None = None
+
+
+def _fail(path: Path, exc: ValidationError) -> MappingError:
+    first = exc.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return MappingError(str(path), location, first["msg"])
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MappingError(str(path), "", f"cannot read JSON: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Code index
+
+
+@dataclass(frozen=True)
+class CodeSystems:
+    """Canonical system URIs and code normalisation."""
+
+    canonical: Mapping[str, str]
+    normaliser: Mapping[str, str]
+
+    def canon(self, system: str) -> str:
+        return self.canonical.get(system, system)
+
+    def norm_code(self, system: str, code: str) -> str:
+        kind = self.normaliser.get(system, "none")
+        code = code.strip()
+        if kind == "icd10":
+            return code.replace(".", "").upper()
+        if kind == "upper":
+            return code.upper()
+        return code
+
+
+@dataclass(frozen=True)
+class CodeMap:
+    """``(system, code)`` → concept ids, with ICD-style prefix families; built once."""
+
+    systems: CodeSystems
+    exact: Mapping[tuple[str, str], frozenset[str]]
+    prefixes: Mapping[str, Mapping[str, frozenset[str]]]
+    concepts: Mapping[str, ConceptDef]
+    sources: Mapping[str, str] = field(default_factory=dict)  # concept id -> file name
+
+    def lookup(self, system: str | None, code: str | None) -> frozenset[str]:
+        if not system or not code:
+            return frozenset()
+        canon = self.systems.canon(system)
+        norm = self.systems.norm_code(canon, code)
+        hit = self.exact.get((canon, norm), frozenset())
+        families = self.prefixes.get(canon)
+        if families:
+            for end in range(len(norm), 0, -1):
+                more = families.get(norm[:end])
+                if more:
+                    hit = hit | more
+        return hit
+
+    def lookup_all(self, codings: Iterable[tuple[str | None, str | None]]) -> frozenset[str]:
+        found: frozenset[str] = frozenset()
+        for system, code in codings:
+            found = found | self.lookup(system, code)
+        return found
+
+    def codes_of(self, concept: str, systems: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """The usable exact codes of a concept (for prefetch templates and documentation)."""
+        wanted = set(systems) if systems is not None else None
+        usable = USABLE_STRICT if self.concepts[concept].strict else USABLE
+        return [
+            (entry.system, entry.code)
+            for entry in self.concepts[concept].codes
+            if entry.verified in usable
+            and entry.match == "exact"
+            and (wanted is None or entry.system in wanted)
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# Order-text matcher
+
+
+_PUNCTUATION = re.compile(r"[/\-,;:()+&.\[\]]+")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class _CompiledStudy:
+    study: str
+    include: tuple[re.Pattern[str], ...]
+    exclude: tuple[re.Pattern[str], ...]
+
+
+@dataclass(frozen=True)
+class TextMatcher:
+    """Recognises a study from free order text when the only code is an EHR-local one."""
+
+    synonyms: tuple[tuple[re.Pattern[str], str], ...]
+    studies: tuple[_CompiledStudy, ...]
+
+    def normalise(self, text: str) -> str:
+        out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
+        for pattern, replacement in self.synonyms:
+            out = pattern.sub(replacement, out)
+        return _SPACES.sub(" ", out).strip()
+
+    def match(self, text: str | None) -> str | None:
+        if not text or not text.strip():
+            return None
+        norm = self.normalise(text)
+        for study in self.studies:
+            if any(p.search(norm) for p in study.include) and not any(
+                p.search(norm) for p in study.exclude
+            ):
+                return study.study
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """All mapping data, validated: the code index, the text matcher and the guideline content."""
+
+    codes: CodeMap
+    text: TextMatcher
+    guideline: GuidelineFile
+    files: tuple[str, ...]
+
+
+def _load_systems(path: Path) -> CodeSystems:
+    try:
+        doc = CodeSystemsFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    canonical: dict[str, str] = {}
+    normaliser: dict[str, str] = {}
+    for index, system in enumerate(doc.systems):
+        for uri in (system.uri, *system.aliases):
+            if uri in canonical:
+                raise MappingError(str(path), f"systems.{index}", f"URI {uri} listed twice")
+            canonical[uri] = system.uri
+        normaliser[system.uri] = system.normalise
+    return CodeSystems(canonical, normaliser)
+
+
+def _compile(path: Path, where: str, pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise MappingError(str(path), where, f"bad regular expression {pattern!r}: {exc}") from exc
+
+
+def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
+    try:
+        doc = TextPatternsFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    synonyms = tuple(
+        (_compile(path, f"synonyms.{i}.from", s.from_), s.to) for i, s in enumerate(doc.synonyms)
+    )
+    studies = []
+    for i, study in enumerate(doc.studies):
+        if study.study not in concepts:
+            raise MappingError(str(path), f"studies.{i}.study", f"unknown concept {study.study!r}")
+        studies.append(
+            _CompiledStudy(
+                study.study,
+                tuple(_compile(path, f"studies.{i}.include", p) for p in study.include),
+                tuple(_compile(path, f"studies.{i}.exclude", p) for p in study.exclude),
+            )
+        )
+    matcher = TextMatcher(synonyms, tuple(studies))
+    # The file carries its own test cases; a pattern edit that breaks one stops the service.
+    for i, study in enumerate(doc.studies):
+        for example in study.must_match:
+            got = matcher.match(example)
+            if got != study.study:
+                raise MappingError(
+                    str(path),
+                    f"studies.{i}.must_match",
+                    f"{example!r} is recognised as {got!r}, expected {study.study!r}",
+                )
+        for example in study.must_not_match:
+            if matcher.match(example) == study.study:
+                raise MappingError(
+                    str(path),
+                    f"studies.{i}.must_not_match",
+                    f"{example!r} must not be recognised as {study.study!r}",
+                )
+    return matcher
+
+
+def _closure(concepts: Mapping[str, ConceptDef], start: str) -> frozenset[str]:
+    seen = {start}
+    todo = [start]
+    while todo:
+        for other in concepts[todo.pop()].also:
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return frozenset(seen)
+
+
+def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
+    """Load every mapping file in ``directory``; raise ``MappingError`` on the first problem."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise MappingError(str(root), "", "mappings directory not found")
+    systems_path = root / CODE_SYSTEMS_FILE
+    if not systems_path.is_file():
+        raise MappingError(str(systems_path), "", "file is missing")
+    systems = _load_systems(systems_path)
+
+    concepts: dict[str, ConceptDef] = {}
+    concept_file: dict[str, Path] = {}
+    files = []
+    for path in sorted(root.glob("*.json")):
+        if path.name in (CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE):
+            continue
+        files.append(path.name)
+        try:
+            doc = ConceptFile.model_validate(_read_json(path))
+        except ValidationError as exc:
+            raise _fail(path, exc) from exc
+        for concept_id, concept in doc.concepts.items():
+            if concept_id in concepts:
+                raise MappingError(
+                    str(path),
+                    f"concepts.{concept_id}",
+                    f"concept also defined in {concept_file[concept_id].name}",
+                )
+            concepts[concept_id] = concept
+            concept_file[concept_id] = path
+
+    for concept_id, concept in concepts.items():
+        for other in concept.also:
+            if other not in concepts:
+                raise MappingError(
+                    str(concept_file[concept_id]),
+                    f"concepts.{concept_id}.also",
+                    f"unknown concept {other!r}",
+                )
+    missing = sorted(set(required) - set(concepts))
+    if missing:
+        raise MappingError(str(root), "", f"concepts the rules need are missing: {missing}")
+
+    exact: dict[tuple[str, str], frozenset[str]] = {}
+    prefixes: dict[str, dict[str, frozenset[str]]] = {}
+    owner: dict[tuple[str, str, str], str] = {}
+    for concept_id, concept in concepts.items():
+        implied = _closure(concepts, concept_id)
+        usable = USABLE_STRICT if concept.strict else USABLE
+        for index, entry in enumerate(concept.codes):
+            where = f"concepts.{concept_id}.codes.{index}"
+            canon = systems.canon(entry.system)
+            if canon != entry.system:
+                raise MappingError(
+                    str(concept_file[concept_id]),
+                    where,
+                    f"use the canonical system {canon}, not the alias {entry.system}",
+                )
+            norm = systems.norm_code(canon, entry.code)
+            key = (canon, norm, entry.match)
+            if key in owner:
+                raise MappingError(
+                    str(concept_file[concept_id]),
+                    where,
+                    f"{entry.system}|{entry.code} is already mapped to concept {owner[key]!r}",
+                )
+            owner[key] = concept_id
+            if entry.verified not in usable:
+                continue  # documented, never used (see mappings/README.md)
+            if entry.match == "exact":
+                exact[(canon, norm)] = implied
+            else:
+                prefixes.setdefault(canon, {})[norm] = implied
+
+    # A prefix family must not swallow a code that another concept owns.
+    for (canon, norm, kind), concept_id in owner.items():
+        families = prefixes.get(canon, {})
+        for end in range(len(norm), 0, -1):
+            if norm[:end] not in families or (end == len(norm) and kind == "prefix"):
+                continue
+            other_owner = owner[(canon, norm[:end], "prefix")]
+            if other_owner != concept_id:
+                raise MappingError(
+                    str(concept_file[concept_id]),
+                    f"concepts.{concept_id}",
+                    f"{canon}|{norm} is also covered by the prefix {norm[:end]!r} "
+                    f"of concept {other_owner!r} ({concept_file[other_owner].name})",
+                )
+
+    code_map = CodeMap(
+        systems,
+        exact,
+        prefixes,
+        concepts,
+        {cid: path.name for cid, path in concept_file.items()},
+    )
+    text_path = root / TEXT_PATTERNS_FILE
+    if not text_path.is_file():
+        raise MappingError(str(text_path), "", "file is missing")
+    text = _load_text(text_path, concepts)
+    guideline_path = root / GUIDELINE_FILE
+    if not guideline_path.is_file():
+        raise MappingError(str(guideline_path), "", "file is missing")
+    guideline = _load_guideline(guideline_path, concepts)
+    return Knowledge(code_map, text, guideline, tuple(files))
+
+
+def _load_guideline(path: Path, concepts: Mapping[str, Any]) -> GuidelineFile:
+    try:
+        doc = GuidelineFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    for study in doc.studies:
+        if study not in concepts:
+            raise MappingError(str(path), f"studies.{study}", f"unknown concept {study!r}")
+    for symptom, target in doc.symptom_targets.items():
+        if symptom not in concepts:
+            raise MappingError(str(path), f"symptom_targets.{symptom}", "unknown concept")
+        for study in target.studies:
+            if study not in concepts:
+                raise MappingError(
+                    str(path), f"symptom_targets.{symptom}.studies", f"unknown concept {study!r}"
+                )
+    return doc

@@ -1,0 +1,593 @@
+"""ACR Appropriateness Criteria "Imaging of Invasive Breast Cancer", Variants 10 and 11.
+
+Pure functions.
+
+Variant 10: surveillance of a survivor of invasive breast cancer, regardless of stage at
+presentation, evaluation for distant metastatic disease: FDG-PET/CT, CT chest/abdomen/pelvis,
+whole-body bone scan and US axilla are *Usually Not Appropriate*. The variant has no
+"asymptomatic" in its text: it is implied by Variant 11 (suspected distant recurrence from
+symptoms, examination or a laboratory value), which these rules treat as the exclusion. So do
+known metastatic disease, recurrence, initial staging of a recent diagnosis, active systemic
+treatment and another active cancer: none of those is routine surveillance.
+
+The guiding asymmetry: a false warning on a symptomatic patient is worse than no card. Any
+doubt about the scenario (a symptom of unknown date, an order reason we cannot read, a
+provisional diagnosis) silences the warning. Nothing here reads the clock: ``today`` is passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Literal
+
+from .facts import (
+    ConditionFact,
+    MedicationFact,
+    ObservationFact,
+    OrderFact,
+    PatientFacts,
+    ProcedureFact,
+)
+from .mappings import Knowledge
+
+# Concept ids the rules read (the mapping files must define them; checked at start-up).
+BREAST_CANCER = "invasive-breast-cancer"
+HISTORY = "personal-history-breast-cancer"
+REMISSION = "breast-cancer-in-remission"
+RECURRENCE = "breast-cancer-recurrence"
+DCIS = "dcis"
+FAMILY_HISTORY = "family-history-breast-cancer"
+METASTATIC = "metastatic-disease"
+DISTANT_METASTASIS = "distant-metastasis-finding"
+STAGE_GROUP = "stage-group-observation"
+M_CATEGORY = "m-category-observation"
+STAGE_IV = "stage-iv-value"
+M1 = "m1-value"
+DISEASE_STATUS = "disease-status-observation"
+PROGRESSION = "disease-progression-value"
+OTHER_CANCER = "other-primary-malignancy"
+CHEMOTHERAPY = "chemotherapy"
+RADIOTHERAPY = "radiotherapy-encounter"
+FULVESTRANT = "fulvestrant"
+ENDOCRINE = "endocrine-therapy"
+COMPLETED_TREATMENT = "completed-treatment-history"
+SURGERY = "breast-surgery"
+SURVEILLANCE_ENCOUNTER = "surveillance-encounter"
+TUMOR_MARKER = "tumor-marker"
+US_EXTREMITY_FOCAL = "us-extremity-focal"
+US_AXILLA = "us-axilla"
+
+SYMPTOMS = (
+    "bone-pain",
+    "back-pain",
+    "cough",
+    "dyspnea",
+    "weight-loss",
+    "jaundice",
+    "abdominal-pain",
+    "hepatomegaly",
+    "headache",
+    "seizure",
+    "neurological-deficit",
+    "abnormal-liver-or-bone-labs-diagnosis",
+    "pathological-fracture",
+)
+LABS = (
+    "alkaline-phosphatase",
+    "aspartate-aminotransferase",
+    "alanine-aminotransferase",
+    "bilirubin-total",
+    "calcium",
+)
+STUDIES = (
+    "pet-ct",
+    "pet-limited",
+    "naf-pet",
+    "ct-chest",
+    "ct-abdomen-pelvis",
+    "ct-chest-abdomen-pelvis",
+    "bone-scan-whole-body",
+    "bone-spect",
+    "bone-scan-limited",
+    "us-axilla",
+    "us-extremity-focal",
+    "breast-us",
+    "mammography",
+    "breast-mri",
+    "chest-xray",
+    "brain-mri",
+    "head-ct",
+    "abdominal-us",
+    "targeted-bone-imaging",
+)
+REQUIRED_CONCEPTS = frozenset(
+    {
+        BREAST_CANCER,
+        HISTORY,
+        REMISSION,
+        RECURRENCE,
+        DCIS,
+        FAMILY_HISTORY,
+        METASTATIC,
+        DISTANT_METASTASIS,
+        STAGE_GROUP,
+        M_CATEGORY,
+        STAGE_IV,
+        M1,
+        DISEASE_STATUS,
+        PROGRESSION,
+        OTHER_CANCER,
+        CHEMOTHERAPY,
+        RADIOTHERAPY,
+        FULVESTRANT,
+        ENDOCRINE,
+        COMPLETED_TREATMENT,
+        SURGERY,
+        SURVEILLANCE_ENCOUNTER,
+        TUMOR_MARKER,
+        *SYMPTOMS,
+        *LABS,
+        *STUDIES,
+    }
+)
+
+NOT_COUNTED = frozenset({"refuted", "entered-in-error"})
+UNCONFIRMED = frozenset({"provisional", "differential", "unconfirmed"})
+ONGOING = frozenset({"active", "recurrence", "relapse"})
+HISTORICAL = frozenset({"inactive", "remission", "resolved"})
+ABNORMAL_HIGH = frozenset({"H", "HH", "HU", "A", "AA", ">"})
+VOID_RESULT = frozenset({"cancelled", "entered-in-error"})
+ACTIVE_MEDICATION = frozenset({"active", "on-hold", "draft"})
+OTHER_CANCER_YEARS = 5
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The configurable look-back windows, in days."""
+
+    symptom_new: int = 90
+    symptom_persistent: int = 365
+    lab: int = 90
+    new_diagnosis: int = 365
+    active_treatment: int = 183
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One record that decided something, named for the clinician (never logged)."""
+
+    kind: str  # FHIR resource type
+    id: str
+    label: str
+    when: date | None = None
+    concept: str = ""
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Why the patient is not in routine surveillance; ``code`` is safe to log and audit."""
+
+    code: str  # e.g. "metastatic-disease", "symptom:bone-pain", "abnormal-lab:calcium"
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The patient's side of the verdict, shared by every order of one call."""
+
+    survivor: bool
+    evidence: tuple[Evidence, ...]
+    exclusions: tuple[Exclusion, ...]  # any of these: not Variant 10
+    symptoms: tuple[Exclusion, ...]  # the Variant 11 part of exclusions (symptoms and labs)
+    long_standing: tuple[Evidence, ...]  # chronic symptom entries that do not silence alone
+    not_applicable: str = ""  # why there is no scenario at all (no invasive breast cancer, ...)
+
+
+Verdict = Literal["warn", "info-targeted", "info-tumor-marker", "silent"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    order: OrderFact
+    study: str | None
+    verdict: Verdict
+    reason: str  # safe to log: which rule decided
+    evidence: tuple[Evidence, ...] = ()
+    long_standing: tuple[Evidence, ...] = ()
+    symptoms: tuple[Exclusion, ...] = ()
+    targeted: tuple[str, ...] = ()  # for info-targeted: the studies that fit the symptoms
+    surveillance_reason: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _within(when: date | None, today: date, days: int) -> bool:
+    return when is not None and today - timedelta(days=days) <= when <= today + timedelta(days=1)
+
+
+def _condition_date(condition: ConditionFact) -> date | None:
+    return condition.onset or condition.recorded
+
+
+def _counts(condition: ConditionFact) -> bool:
+    return condition.verification not in NOT_COUNTED
+
+
+def _ev(
+    record: ConditionFact | ObservationFact | ProcedureFact | MedicationFact, concept: str = ""
+) -> Evidence:
+    if isinstance(record, ConditionFact):
+        return Evidence("Condition", record.id, record.label, _condition_date(record), concept)
+    if isinstance(record, ObservationFact):
+        return Evidence("Observation", record.id, record.label, record.effective, concept)
+    if isinstance(record, ProcedureFact):
+        return Evidence("Procedure", record.id, record.label, record.performed, concept)
+    return Evidence("MedicationRequest", record.id, record.label, record.authored, concept)
+
+
+# --------------------------------------------------------------------------------------------
+# The patient
+
+
+def _breast_cancer_conditions(facts: PatientFacts) -> list[ConditionFact]:
+    return [c for c in facts.conditions if BREAST_CANCER in c.concepts and _counts(c)]
+
+
+def _metastatic_exclusions(facts: PatientFacts) -> list[Exclusion]:
+    """Known distant disease: secondary neoplasm codes, stage IV, cM1, progression status."""
+    found = []
+    for c in facts.conditions:
+        if not _counts(c):
+            continue
+        if c.concepts & {METASTATIC, DISTANT_METASTASIS}:
+            found.append(Exclusion("metastatic-disease", _ev(c, METASTATIC)))
+        elif c.stage_concepts & {STAGE_IV, M1}:
+            found.append(Exclusion("stage-iv", _ev(c, STAGE_IV)))
+    for o in facts.observations:
+        if o.status in VOID_RESULT:
+            continue
+        values = o.value_concepts
+        if STAGE_GROUP in o.concepts and STAGE_IV in values:
+            found.append(Exclusion("stage-iv", _ev(o, STAGE_IV)))
+        elif M_CATEGORY in o.concepts and M1 in values:
+            found.append(Exclusion("stage-iv", _ev(o, M1)))
+        elif DISEASE_STATUS in o.concepts and values & {PROGRESSION, DISTANT_METASTASIS}:
+            found.append(Exclusion("disease-progression", _ev(o, PROGRESSION)))
+        elif values & {METASTATIC, DISTANT_METASTASIS}:
+            found.append(Exclusion("metastatic-disease", _ev(o, METASTATIC)))
+    return found
+
+
+def _recurrence_exclusions(cancers: Sequence[ConditionFact]) -> list[Exclusion]:
+    return [
+        Exclusion("recurrence", _ev(c, RECURRENCE))
+        for c in cancers
+        if RECURRENCE in c.concepts or c.clinical_status in {"recurrence", "relapse"}
+    ]
+
+
+def _diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
+    dates = [d for d in (_condition_date(c) for c in cancers if HISTORY not in c.concepts) if d]
+    return min(dates) if dates else None
+
+
+def _new_diagnosis_exclusion(
+    facts: PatientFacts, cancers: Sequence[ConditionFact], today: date, windows: Windows
+) -> Exclusion | None:
+    """Initial work-up: a recent diagnosis with no completed definitive surgery yet.
+
+    A breast cancer Condition left 'active' for years after treatment is history, not a new
+    diagnosis: only the date decides. With no date at all and no sign of completed treatment
+    we cannot tell a new diagnosis from history, so we stay silent.
+    """
+    history_signals = any(
+        HISTORY in c.concepts or REMISSION in c.concepts or c.clinical_status in HISTORICAL
+        for c in cancers
+    ) or any(COMPLETED_TREATMENT in c.concepts and _counts(c) for c in facts.conditions)
+    surgery_done = any(
+        SURGERY in p.concepts and p.status in (None, "completed") for p in facts.procedures
+    ) or any(SURGERY in c.concepts and _counts(c) for c in facts.conditions)
+    diagnosed = _diagnosis_date(cancers)
+    if diagnosed is None:
+        if history_signals or surgery_done:
+            return None
+        return Exclusion("diagnosis-date-unknown", _ev(cancers[0], BREAST_CANCER))
+    if _within(diagnosed, today, windows.new_diagnosis) and not surgery_done:
+        first = min(cancers, key=lambda c: _condition_date(c) or date.max)
+        return Exclusion("initial-staging", _ev(first, BREAST_CANCER))
+    return None
+
+
+def _unconfirmed_exclusion(cancers: Sequence[ConditionFact]) -> Exclusion | None:
+    if cancers and all(c.verification in UNCONFIRMED for c in cancers):
+        return Exclusion("diagnosis-unconfirmed", _ev(cancers[0], BREAST_CANCER))
+    return None
+
+
+def _treatment_exclusions(facts: PatientFacts, today: date, windows: Windows) -> list[Exclusion]:
+    """Active systemic or radiation treatment; adjuvant endocrine therapy is NOT one of these."""
+    found = []
+    for m in facts.medications:
+        if m.status in VOID_RESULT:
+            continue
+        if CHEMOTHERAPY in m.concepts and (
+            m.status in ACTIVE_MEDICATION
+            or _within(m.ended or m.authored, today, windows.active_treatment)
+        ):
+            found.append(Exclusion("active-chemotherapy", _ev(m, CHEMOTHERAPY)))
+        elif FULVESTRANT in m.concepts and m.status in ACTIVE_MEDICATION:
+            found.append(Exclusion("fulvestrant", _ev(m, FULVESTRANT)))
+    for p in facts.procedures:
+        if (
+            CHEMOTHERAPY in p.concepts
+            and p.status not in VOID_RESULT
+            and (
+                p.status in {"in-progress", "preparation"}
+                or _within(p.performed, today, windows.active_treatment)
+            )
+        ):
+            found.append(Exclusion("active-chemotherapy", _ev(p, CHEMOTHERAPY)))
+    for c in facts.conditions:
+        if c.concepts & {CHEMOTHERAPY, RADIOTHERAPY} and _counts(c):
+            if _within(_condition_date(c), today, windows.active_treatment):
+                found.append(Exclusion("active-treatment", _ev(c, CHEMOTHERAPY)))
+    return found
+
+
+def _other_cancer_exclusions(facts: PatientFacts, today: date) -> list[Exclusion]:
+    """Another primary cancer that is active or recent may justify the imaging on its own."""
+    found = []
+    for c in facts.conditions:
+        if OTHER_CANCER not in c.concepts or BREAST_CANCER in c.concepts or not _counts(c):
+            continue
+        when = _condition_date(c)
+        ongoing = c.clinical_status in ONGOING or c.clinical_status is None
+        recent = when is None or _within(when, today, 365 * OTHER_CANCER_YEARS)
+        if ongoing and recent:
+            found.append(Exclusion("other-active-cancer", _ev(c, OTHER_CANCER)))
+    return found
+
+
+def _symptom_status(
+    condition: ConditionFact, today: date, windows: Windows
+) -> Literal["current", "long-standing", "past"]:
+    """New (recorded within the short window) or persistent (ongoing, onset within a year)."""
+    when = _condition_date(condition)
+    if condition.clinical_status in HISTORICAL:
+        if _within(condition.abatement, today, windows.symptom_new):
+            return "current"
+        if condition.abatement is None and _within(when, today, windows.symptom_new):
+            return "current"
+        return "past"
+    if when is None:
+        return "current"  # an ongoing symptom of unknown date: assume it matters
+    if _within(when, today, windows.symptom_new) or _within(
+        condition.recorded, today, windows.symptom_new
+    ):
+        return "current"
+    if _within(when, today, windows.symptom_persistent):
+        return "current"
+    if when > today:
+        return "current"
+    return "long-standing"
+
+
+def _lab_abnormal(o: ObservationFact) -> bool:
+    if o.interpretation & ABNORMAL_HIGH:
+        return True
+    return o.value is not None and o.reference_high is not None and o.value > o.reference_high
+
+
+def _variant_11(
+    facts: PatientFacts, today: date, windows: Windows
+) -> tuple[list[Exclusion], list[Evidence]]:
+    """Symptoms, signs and laboratory values that suggest distant recurrence."""
+    current: list[Exclusion] = []
+    long_standing: list[Evidence] = []
+    symptom_set = frozenset(SYMPTOMS)
+    for c in facts.conditions:
+        hits = c.concepts & symptom_set
+        if not hits or not _counts(c):
+            continue
+        concept = sorted(hits)[0]
+        status = _symptom_status(c, today, windows)
+        if status == "current":
+            current.append(Exclusion(f"symptom:{concept}", _ev(c, concept)))
+        elif status == "long-standing":
+            long_standing.append(_ev(c, concept))
+    lab_set = frozenset(LABS)
+    for o in facts.observations:
+        if o.status in VOID_RESULT:
+            continue
+        hits = (o.concepts | o.value_concepts) & symptom_set
+        if (
+            hits
+            and o.value_bool is not False
+            and (o.effective is None or _within(o.effective, today, windows.symptom_new))
+        ):
+            concept = sorted(hits)[0]
+            current.append(Exclusion(f"symptom:{concept}", _ev(o, concept)))
+            continue
+        labs = o.concepts & lab_set
+        if labs and _lab_abnormal(o) and _within(o.effective, today, windows.lab):
+            concept = sorted(labs)[0]
+            current.append(Exclusion(f"abnormal-lab:{concept}", _ev(o, concept)))
+    return current, long_standing
+
+
+def assess_patient(facts: PatientFacts, today: date, windows: Windows = Windows()) -> Assessment:
+    """Is this patient a survivor of invasive breast cancer in routine surveillance?"""
+    cancers = _breast_cancer_conditions(facts)
+    if not cancers:
+        counted = [c for c in facts.conditions if _counts(c)]
+        if any(DCIS in c.concepts for c in counted):
+            reason = "dcis-only"
+        elif any(FAMILY_HISTORY in c.concepts for c in counted):
+            reason = "family-history-only"
+        else:
+            reason = "no-invasive-breast-cancer"
+        return Assessment(False, (), (), (), (), not_applicable=reason)
+
+    evidence = tuple(
+        _ev(c, HISTORY if HISTORY in c.concepts else BREAST_CANCER)
+        for c in sorted(cancers, key=lambda c: _condition_date(c) or date.min)
+    )
+    symptoms, long_standing = _variant_11(facts, today, windows)
+    exclusions: list[Exclusion] = []
+    exclusions += _metastatic_exclusions(facts)
+    exclusions += _recurrence_exclusions(cancers)
+    unconfirmed = _unconfirmed_exclusion(cancers)
+    if unconfirmed:
+        exclusions.append(unconfirmed)
+    new_dx = _new_diagnosis_exclusion(facts, cancers, today, windows)
+    if new_dx:
+        exclusions.append(new_dx)
+    exclusions += _treatment_exclusions(facts, today, windows)
+    exclusions += _other_cancer_exclusions(facts, today)
+    exclusions += symptoms
+    return Assessment(True, evidence, tuple(exclusions), tuple(symptoms), tuple(long_standing))
+
+
+# --------------------------------------------------------------------------------------------
+# The order
+
+
+def classify_order(order: OrderFact, knowledge: Knowledge) -> str | None:
+    """Which study is ordered: by code first, then by the order text for EHR-local codes."""
+    if TUMOR_MARKER in order.concepts:
+        return TUMOR_MARKER
+    studies = {s for s in STUDIES if s in order.concepts}
+    text = " ".join(t for t in (order.text, order.body_site_text) if t)
+    if studies == {US_EXTREMITY_FOCAL}:
+        # CPT 76882 covers any focal extremity structure: the axilla only when the order says so.
+        return US_AXILLA if knowledge.text.match(text) == US_AXILLA else US_EXTREMITY_FOCAL
+    if not studies:
+        return knowledge.text.match(text)
+    if len(studies) == 1:
+        return studies.pop()
+    # CPT 71260 and 74177 as two codings of one order describe CT chest/abdomen/pelvis.
+    if studies == {"ct-chest", "ct-abdomen-pelvis"}:
+        return "ct-chest-abdomen-pelvis"
+    # Codings that disagree otherwise: take the first in STUDIES order (stable, documented).
+    return next(s for s in STUDIES if s in studies)
+
+
+def _order_reason(order: OrderFact, facts: PatientFacts) -> tuple[list[Exclusion], bool]:
+    """The order's own reason: a symptom or finding means a diagnostic work-up."""
+    concepts = set(order.reason_concepts)
+    by_id = {c.id: c for c in facts.conditions}
+    for ref in order.reason_references:
+        target = by_id.get(ref.split("/")[-1])
+        if target is not None and _counts(target):
+            concepts |= target.concepts
+    diagnostic = concepts & (
+        set(SYMPTOMS) | {METASTATIC, DISTANT_METASTASIS, RECURRENCE} | set(LABS)
+    )
+    found = [Exclusion(f"order-reason:{c}") for c in sorted(diagnostic)]
+    surveillance = bool(concepts & {SURVEILLANCE_ENCOUNTER, HISTORY})
+    return found, surveillance
+
+
+def _targets(symptoms: Iterable[Exclusion], knowledge: Knowledge) -> tuple[set[str], list[str]]:
+    studies: set[str] = set()
+    concepts: list[str] = []
+    for s in symptoms:
+        concept = s.code.split(":", 1)[1]
+        target = knowledge.guideline.symptom_targets.get(concept)
+        if target is not None:
+            studies |= set(target.studies)
+            concepts.append(concept)
+    return studies, concepts
+
+
+def judge_order(
+    order: OrderFact, patient: Assessment, facts: PatientFacts, knowledge: Knowledge
+) -> Finding:
+    """The verdict for one order, given the patient's assessment."""
+    study = classify_order(order, knowledge)
+    if study is None:
+        return Finding(order, None, "silent", "not-a-recognised-study")
+    if study == TUMOR_MARKER:
+        if patient.survivor and not patient.exclusions and not _order_reason(order, facts)[0]:
+            return Finding(
+                order,
+                study,
+                "info-tumor-marker",
+                "tumor-marker-surveillance",
+                patient.evidence,
+                patient.long_standing,
+            )
+        return Finding(order, study, "silent", patient.not_applicable or _first(patient))
+    info = knowledge.guideline.studies.get(study)
+    if info is None or not info.warn:
+        return Finding(order, study, "silent", "not-a-variant-10-study")
+    if not patient.survivor:
+        return Finding(order, study, "silent", patient.not_applicable)
+    reasons, surveillance = _order_reason(order, facts)
+    if reasons:
+        return Finding(order, study, "silent", reasons[0].code)
+    hard = [e for e in patient.exclusions if e not in patient.symptoms]
+    if hard:
+        return Finding(order, study, "silent", hard[0].code)
+    if patient.symptoms:
+        targeted, _ = _targets(patient.symptoms, knowledge)
+        labs_only = all(s.code.startswith("abnormal-lab:") for s in patient.symptoms)
+        if study in targeted or labs_only or not targeted:
+            return Finding(order, study, "silent", patient.symptoms[0].code)
+        return Finding(
+            order,
+            study,
+            "info-targeted",
+            patient.symptoms[0].code,
+            patient.evidence,
+            symptoms=patient.symptoms,
+            targeted=tuple(sorted(targeted)),
+        )
+    return Finding(
+        order,
+        study,
+        "warn",
+        "variant-10",
+        patient.evidence,
+        patient.long_standing,
+        surveillance_reason=surveillance,
+    )
+
+
+def _first(patient: Assessment) -> str:
+    return patient.exclusions[0].code if patient.exclusions else "not-in-scenario"
+
+
+def evaluate(
+    facts: PatientFacts,
+    orders: Sequence[OrderFact],
+    knowledge: Knowledge,
+    today: date,
+    windows: Windows = Windows(),
+) -> list[Finding]:
+    """One finding per order: the whole guideline decision for one hook call."""
+    patient = assess_patient(facts, today, windows)
+    return [judge_order(order, patient, facts, knowledge) for order in orders]
+
+
+def needs_record(order: OrderFact, knowledge: Knowledge) -> bool:
+    """Could this order get a card? Only then is the patient's record worth reading."""
+    study = classify_order(order, knowledge)
+    if study == TUMOR_MARKER:
+        return True
+    info = knowledge.guideline.studies.get(study) if study else None
+    return bool(info and info.warn)
+
+
+def judge_without_record(orders: Sequence[OrderFact], knowledge: Knowledge) -> list[Finding]:
+    """Verdicts when no order can get a card (mammography, non-imaging orders, ...)."""
+    findings = []
+    for order in orders:
+        study = classify_order(order, knowledge)
+        reason = "not-a-recognised-study" if study is None else "not-a-variant-10-study"
+        findings.append(Finding(order, study, "silent", reason))
+    return findings

@@ -1,0 +1,31 @@
+"""What the app builds once at start-up, stored in ``app.extensions`` and read per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from flask import current_app
+
+from .config import Settings
+from .mappings import Knowledge
+from .rules import Windows
+from .services import Service
+
+EXTENSION_KEY = "cds_service"
+
+
+@dataclass(frozen=True)
+class State:
+    settings: Settings
+    knowledge: Knowledge
+    services: dict[str, Service]
+    discovery: dict[str, Any]
+    windows: Windows
+    http: requests.Session
+
+
+def get_state() -> State:
+    state: State = current_app.extensions[EXTENSION_KEY]
+    return state
