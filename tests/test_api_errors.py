@@ -1,0 +1,219 @@
+"""Every bad input gets a 4xx with a FHIR OperationOutcome body, never a 5xx."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from flask.testing import FlaskClient
+
+SELECT = "/cds-services/breast-surveillance-order-select"
+SIGN = "/cds-services/breast-surveillance-order-sign"
+
+PET_CT = {
+    "resourceType": "ServiceRequest",
+    "id": "sr-1",
+    "status": "draft",
+    "intent": "order",
+    "subject": {"reference": "Patient/p1"},
+    "code": {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "78815"}],
+        "text": "PET/CT skull base to mid-thigh",
+    },
+}
+MINIMAL: dict[str, Any] = {
+    "hook": "order-select",
+    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+    "context": {
+        "userId": "Practitioner/1",
+        "patientId": "p1",
+        "selections": ["ServiceRequest/sr-1"],
+        "draftOrders": {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [{"resource": PET_CT}],
+        },
+    },
+    "prefetch": {
+        "patient": None,
+        "conditions": None,
+        "observations": None,
+        "procedures": None,
+        "medications": None,
+    },
+}
+
+
+def outcome(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json(force=True)
+    OperationOutcome.model_validate(body)  # a real FHIR OperationOutcome
+    assert body["issue"][0]["severity"] == "error"
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def with_change(path: list[Any], value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(MINIMAL)
+    node: Any = body
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return body
+
+
+def test_minimal_request_is_accepted(client: FlaskClient) -> None:
+    response = client.post(SELECT, json=MINIMAL)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}  # no breast cancer on record
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"{", b"not json", b"", b"   ", b"\xff\xfe", b'{"a": NaN}', b"[" * 5000 + b"]" * 5000],
+    ids=["truncated", "text", "empty", "blank", "bad-utf8", "nan", "deep-nesting"],
+)
+def test_malformed_json_is_400(client: FlaskClient, data: bytes) -> None:
+    outcome(client.post(SELECT, data=data, content_type="application/json"), 400)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expression"),
+    [
+        (["hook"], KeyError, "hook"),
+        (["hook"], "order-sign", "hook"),
+        (["hook"], 7, "hook"),
+        (["hookInstance"], KeyError, "hookInstance"),
+        (["hookInstance"], "", "hookInstance"),
+        (["context"], KeyError, "context"),
+        (["context"], [], "context"),
+        (["context", "patientId"], KeyError, "context.patientId"),
+        (["context", "patientId"], {"id": 1}, "context.patientId"),
+        (["context", "draftOrders"], KeyError, "context.draftOrders"),
+        (["context", "draftOrders"], "Bundle", "context.draftOrders"),
+        (["context", "draftOrders", "resourceType"], "Patient", "context.draftOrders.resourceType"),
+        (["context", "draftOrders", "entry"], {}, "context.draftOrders.entry"),
+        (["context", "draftOrders", "entry", 0], "x", "context.draftOrders.entry[0]"),
+        (
+            ["context", "draftOrders", "entry", 0, "resource"],
+            KeyError,
+            "context.draftOrders.entry[0].resource",
+        ),
+        (
+            ["context", "draftOrders", "entry", 0, "resource", "code"],
+            "PET",
+            "context.draftOrders.entry[0].resource.code",
+        ),
+        (["context", "selections"], KeyError, "context.selections"),
+        (["context", "selections"], [], "context.selections"),
+        (["context", "selections", 0], 5, "context.selections[0]"),
+        (["fhirServer"], "ftp://ehr.example.org/fhir", "fhirServer"),
+        (["fhirAuthorization"], {"access_token": "x", "token_type": "Bearer"}, "fhirServer"),
+        (["fhirAuthorization"], "token", "fhirAuthorization"),
+        (["prefetch"], [1, 2], "prefetch"),
+        (["prefetch", "conditions"], "none", "prefetch.conditions"),
+    ],
+)
+def test_invalid_request_names_the_path(
+    client: FlaskClient, path: list[Any], value: Any, expression: str
+) -> None:
+    body = outcome(client.post(SELECT, json=with_change(path, value)), 400)
+    assert body["issue"][0]["expression"] == [expression]
+
+
+def test_body_that_is_not_an_object(client: FlaskClient) -> None:
+    outcome(client.post(SELECT, json=[MINIMAL]), 400)
+
+
+def test_unknown_service_is_404(client: FlaskClient) -> None:
+    outcome(client.post("/cds-services/no-such-service", json=MINIMAL), 404)
+
+
+def test_unknown_path_is_404(client: FlaskClient) -> None:
+    outcome(client.get("/nothing-here"), 404)
+
+
+def test_wrong_method_is_405(client: FlaskClient) -> None:
+    response = client.get(SELECT)
+    outcome(response, 405)
+    assert "POST" in response.headers["Allow"]
+    outcome(client.delete("/cds-services"), 405)
+
+
+def test_too_large_is_413(client: FlaskClient) -> None:
+    big = json.dumps({**MINIMAL, "padding": "x" * (6 * 1024 * 1024)})
+    outcome(client.post(SELECT, data=big, content_type="application/json"), 413)
+
+
+def test_missing_prefetch_without_fhir_server_is_412(client: FlaskClient) -> None:
+    body = with_change(["prefetch"], KeyError)
+    result = outcome(client.post(SELECT, json=body), 412)
+    assert "prefetch.conditions" in result["issue"][0]["expression"]
+    assert "fhirServer" in result["issue"][0]["diagnostics"]
+
+
+def test_no_data_needed_for_orders_that_cannot_get_a_card(client: FlaskClient) -> None:
+    """A mammogram can never get a card, so a request without prefetch is still answered."""
+    body = with_change(["prefetch"], KeyError)
+    body["context"]["draftOrders"]["entry"][0]["resource"]["code"] = {
+        "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "77067"}]
+    }
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_operation_outcome_in_prefetch_without_server_is_412(client: FlaskClient) -> None:
+    body = copy.deepcopy(MINIMAL)
+    body["prefetch"]["conditions"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
+    result = outcome(client.post(SELECT, json=body), 412)
+    assert result["issue"][0]["expression"] == ["prefetch.conditions"]
+
+
+def test_null_fhir_authorization_is_tolerated(client: FlaskClient) -> None:
+    body = {**copy.deepcopy(MINIMAL), "fhirAuthorization": None}
+    assert client.post(SELECT, json=body).status_code == 200
+
+
+def test_sandbox_empty_coding_is_tolerated(client: FlaskClient) -> None:
+    body = copy.deepcopy(MINIMAL)
+    body["context"]["draftOrders"]["entry"][0]["resource"]["code"] = {"coding": [{}]}
+    body["context"]["draftOrders"]["entry"][0]["resource"]["reasonCode"] = []
+    del body["context"]["draftOrders"]["type"]
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_invalid_prefetch_resource_is_read_leniently(client: FlaskClient) -> None:
+    """A breast cancer Condition with a broken date still counts, and nothing is a 500."""
+    body = copy.deepcopy(MINIMAL)
+    body["prefetch"]["conditions"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "c1",
+                    "subject": {"reference": "Patient/p1"},
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "254837009"}]},
+                    "onsetDateTime": "last spring",
+                    "clinicalStatus": {"coding": [{"code": "active"}]},
+                }
+            }
+        ],
+    }
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    # An invasive cancer of unknown date with no sign of completed treatment: no warning.
+    assert response.get_json() == {"cards": []}
