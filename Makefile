@@ -22,7 +22,7 @@ test: $(BIN)/cds-service
 
 lint: $(BIN)/cds-service
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check cds_service tests bench
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 check-mappings: $(BIN)/cds-service

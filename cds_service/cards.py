@@ -32,10 +32,6 @@ def _records(items: Iterable[Evidence]) -> str:
     return "; ".join(seen)
 
 
-def _concept_label(knowledge: Knowledge, concept: str) -> str:
-    return concept.replace("-", " ")
-
-
 def _study_name(info: StudyInfo | None, fallback: str) -> str:
     if info is None:
         return fallback
@@ -115,36 +111,33 @@ def _symptom_lines(symptoms: Iterable[Exclusion], knowledge: Knowledge) -> list[
     for symptom in symptoms:
         concept = symptom.code.split(":", 1)[1]
         target = knowledge.guideline.symptom_targets.get(concept)
+        label = target.label if target else concept.replace("-", " ")
         record = f" ({_records([symptom.evidence])})" if symptom.evidence else ""
         advice = f" {target.advice}" if target else ""
-        lines.append(f"- **{_concept_label(knowledge, concept).capitalize()}**{record}.{advice}")
+        lines.append(f"- **{label}**{record}.{advice}")
     return lines
 
 
 def targeted_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
     g = knowledge.guideline
-    info = g.studies.get(finding.study or "")
-    name = _study_name(info, finding.order.text)
-    targets = [
-        _study_name(g.studies.get(t), _concept_label(knowledge, t)) for t in finding.targeted
-    ]
-    first_symptom = finding.symptoms[0].code.split(":", 1)[1] if finding.symptoms else "symptom"
-    summary = _fit(
-        f"{_concept_label(knowledge, first_symptom).capitalize()} on record: a targeted study may "
-        f"answer the question better than {name}"
-    )
+    name = _study_name(g.studies.get(finding.study or ""), finding.order.text)
+    first = finding.symptoms[0].code.split(":", 1)[1] if finding.symptoms else ""
+    target = g.symptom_targets.get(first)
+    label = target.label if target else "A symptom"
+    if target and target.targeted:
+        summary = f"{label} on record: {target.targeted} is the targeted study, rather than {name}"
+    else:
+        summary = f"{label} on record: consider imaging targeted to the symptom, not {name}"
     lines = [
         "The record shows symptoms that call for a **diagnostic work-up** (ACR Variant 11), not "
         "routine surveillance, so no appropriateness warning applies. Imaging targeted to the "
         "symptom usually answers the question with less radiation:",
         "",
         *_symptom_lines(finding.symptoms, knowledge),
-        "",
-        f"Targeted studies for these symptoms: {', '.join(targets)}.",
     ]
     return {
         "uuid": str(uuid.uuid4()),
-        "summary": summary,
+        "summary": _fit(summary),
         "indicator": "info",
         "detail": "\n".join(lines),
         "source": _source(knowledge),
@@ -166,7 +159,7 @@ def tumor_marker_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         "",
         f"**Why this patient:** {_records(finding.evidence)}.",
         "",
-        f"Source: {info.source}",
+        f"*Sources: {info.source}*",
     ]
     return {
         "uuid": str(uuid.uuid4()),

@@ -119,6 +119,8 @@ class StudyInfo(_Strict):
 
 
 class SymptomTarget(_Strict):
+    label: str
+    targeted: str | None = None  # a short phrase naming the targeted studies, for summaries
     studies: tuple[str, ...] = ()
     advice: str
 
