@@ -217,3 +217,55 @@ def test_invalid_prefetch_resource_is_read_leniently(client: FlaskClient) -> Non
     assert response.status_code == 200
     # An invasive cancer of unknown date with no sign of completed treatment: no warning.
     assert response.get_json() == {"cards": []}
+
+
+def test_unexpected_error_is_a_generic_500_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from cds_service import create_app
+
+    app = create_app({"today": "2026-11-25"})
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret detail")
+
+    with caplog.at_level("ERROR"):
+        response = app.test_client().get("/boom")
+    body = outcome(response, 500)
+    assert "secret detail" not in response.get_data(as_text=True)
+    assert body["issue"][0]["code"] == "exception"
+    assert any("secret detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_logs_carry_no_patient_data_or_token(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One log line per call: ids of rules and studies, never names, codes' labels or tokens."""
+    from .conftest import CASES_DOC, FIXTURES, load_json
+
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "seed-pet-ct")
+    body = load_json(FIXTURES / case["request"])
+    body["fhirServer"] = "http://127.0.0.1:9/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "SECRET-TOKEN-123",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "cds-service",
+    }
+    # A broken resource makes the validator log too.
+    body["prefetch"]["conditions"]["entry"][0]["resource"]["onsetDateTime"] = "not a date"
+    with caplog.at_level("DEBUG"):
+        response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "hookInstance=" in text and "pet-ct" in text
+    patient = body["prefetch"]["patient"]
+    for secret in (
+        "SECRET-TOKEN-123",
+        body["context"]["patientId"],
+        patient["name"][0]["family"],
+        patient["birthDate"],
+        "Invasive ductal carcinoma",
+        "not a date",
+    ):
+        assert secret not in text
