@@ -58,6 +58,14 @@ class MedicationFact:
 
 
 @dataclass(frozen=True)
+class ReasonFact:
+    """One ``reasonCode`` of an order: the concepts its codes map to, and its text or display."""
+
+    concepts: frozenset[str]
+    text: str = ""
+
+
+@dataclass(frozen=True)
 class OrderFact:
     """A draft order from ``context.draftOrders``."""
 
@@ -67,9 +75,8 @@ class OrderFact:
     text: str  # code.text, else the first display: names the order in the card
     codings: tuple[tuple[str, str], ...] = ()
     body_site_text: str = ""
-    reason_concepts: frozenset[str] = frozenset()
+    reasons: tuple[ReasonFact, ...] = ()
     reason_references: tuple[str, ...] = ()
-    reason_text: str = ""
 
 
 @dataclass(frozen=True)

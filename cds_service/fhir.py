@@ -27,6 +27,7 @@ from .facts import (
     OrderFact,
     PatientFacts,
     ProcedureFact,
+    ReasonFact,
 )
 from .mappings import CodeMap
 
@@ -48,6 +49,14 @@ ORDER_TYPES = frozenset(
 ORDER_FIELDS_READ = frozenset(
     {"resourceType", "id", "code", "reasonCode", "reasonReference", "bodySite"}
 )
+
+# mCODE STU4 profiles that say what a Condition is whatever its code (shared/terminology.md §1f):
+# a SecondaryCancerCondition is metastatic disease even when its code is one we do not map.
+PROFILE_CONCEPTS = {
+    "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-secondary-cancer-condition": (
+        "metastatic-disease"
+    ),
+}
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 
@@ -221,9 +230,6 @@ def parse_orders(
             )
         code = resource.get("code")
         codings = _codings(code)
-        reason_codings = [
-            c for reason in _list(resource.get("reasonCode")) for c in _codings(reason)
-        ]
         orders.append(
             OrderFact(
                 reference=reference,
@@ -232,7 +238,10 @@ def parse_orders(
                 text=_label(code),
                 codings=tuple(codings),
                 body_site_text=" ".join(_label(site) for site in _list(resource.get("bodySite"))),
-                reason_concepts=code_map.lookup_all(reason_codings),
+                reasons=tuple(
+                    ReasonFact(code_map.lookup_all(_codings(reason)), _label(reason))
+                    for reason in _list(resource.get("reasonCode"))
+                ),
                 reason_references=tuple(
                     ref
                     for ref in (
@@ -241,7 +250,6 @@ def parse_orders(
                     )
                     if ref
                 ),
-                reason_text=" ".join(_label(r) for r in _list(resource.get("reasonCode"))),
             )
         )
     return orders
@@ -339,6 +347,12 @@ def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationF
     )
 
 
+def _profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:
+    profiles = _list(_dict(raw.get("meta")).get("profile"))
+    found = (PROFILE_CONCEPTS.get(p.split("|")[0]) for p in profiles if isinstance(p, str))
+    return frozenset(c for c in found if c)
+
+
 def build_facts(
     resources: Mapping[str, Sequence[Mapping[str, Any]]], code_map: CodeMap
 ) -> PatientFacts:
@@ -360,7 +374,7 @@ def build_facts(
                 stage = [
                     c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))
                 ]
-                concepts = code_map.lookup_all(codings)
+                concepts = code_map.lookup_all(codings) | _profile_concepts(raw)
                 relevant = bool(concepts) or bool(code_map.lookup_all(stage))
             elif rtype == "Observation":
                 concepts = code_map.lookup_all(_codings(raw.get("code")))

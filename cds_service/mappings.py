@@ -146,10 +146,23 @@ class GuidelineFile(_Strict):
     description: str | None = None
 
 
+class ReasonPatterns(_Strict):
+    include: tuple[str, ...] = Field(min_length=1)
+    must_match: tuple[str, ...] = Field(min_length=1)
+    must_not_match: tuple[str, ...] = ()
+
+
+class ReasonPatternsFile(_Strict):
+    description: str
+    surveillance: ReasonPatterns
+    diagnostic: ReasonPatterns
+
+
 class TextPatternsFile(_Strict):
     normalisation: str
     synonyms: tuple[Synonym, ...] = ()
     studies: tuple[StudyPattern, ...] = Field(min_length=1)
+    reasons: ReasonPatternsFile
     description: str | None = None
     source: str | None = None
 
@@ -251,10 +264,24 @@ class _CompiledStudy:
 
 @dataclass(frozen=True)
 class TextMatcher:
-    """Recognises a study from free order text when the only code is an EHR-local one."""
+    """Recognises a study from free order text when the only code is an EHR-local one, and
+    reads free-text order reasons."""
 
     synonyms: tuple[tuple[re.Pattern[str], str], ...]
     studies: tuple[_CompiledStudy, ...]
+    surveillance_reasons: tuple[re.Pattern[str], ...] = ()
+    diagnostic_reasons: tuple[re.Pattern[str], ...] = ()
+
+    def reason(self, text: str | None) -> str | None:
+        """ "surveillance", "diagnostic" or None (no text). Unreadable text counts as diagnostic."""
+        if not text or not text.strip():
+            return None
+        norm = self.normalise(text)
+        if any(p.search(norm) for p in self.diagnostic_reasons):
+            return "diagnostic"
+        if any(p.search(norm) for p in self.surveillance_reasons):
+            return "surveillance"
+        return "diagnostic"
 
     def normalise(self, text: str) -> str:
         out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
@@ -330,7 +357,17 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
                 tuple(_compile(path, f"studies.{i}.exclude", p) for p in study.exclude),
             )
         )
-    matcher = TextMatcher(synonyms, tuple(studies))
+    matcher = TextMatcher(
+        synonyms,
+        tuple(studies),
+        tuple(
+            _compile(path, "reasons.surveillance.include", p)
+            for p in doc.reasons.surveillance.include
+        ),
+        tuple(
+            _compile(path, "reasons.diagnostic.include", p) for p in doc.reasons.diagnostic.include
+        ),
+    )
     # The file carries its own test cases; a pattern edit that breaks one stops the service.
     for i, study in enumerate(doc.studies):
         for example in study.must_match:
@@ -347,6 +384,18 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
                     str(path),
                     f"studies.{i}.must_not_match",
                     f"{example!r} must not be recognised as {study.study!r}",
+                )
+    for kind in ("surveillance", "diagnostic"):
+        patterns: ReasonPatterns = getattr(doc.reasons, kind)
+        for example in patterns.must_match:
+            if matcher.reason(example) != kind:
+                raise MappingError(
+                    str(path), f"reasons.{kind}.must_match", f"{example!r} is not read as {kind}"
+                )
+        for example in patterns.must_not_match:
+            if matcher.reason(example) == kind:
+                raise MappingError(
+                    str(path), f"reasons.{kind}.must_not_match", f"{example!r} is read as {kind}"
                 )
     return matcher
 

@@ -476,19 +476,53 @@ def classify_order(order: OrderFact, knowledge: Knowledge) -> str | None:
     return next(s for s in STUDIES if s in studies)
 
 
-def _order_reason(order: OrderFact, facts: PatientFacts) -> tuple[list[Exclusion], bool]:
-    """The order's own reason: a symptom or finding means a diagnostic work-up."""
-    concepts = set(order.reason_concepts)
+# Order reasons that are compatible with routine surveillance (the cancer itself, its history,
+# follow-up encounters, adjuvant therapy); anything else given as a reason is a work-up.
+SURVEILLANCE_REASONS = frozenset(
+    {
+        BREAST_CANCER,
+        HISTORY,
+        REMISSION,
+        SURVEILLANCE_ENCOUNTER,
+        COMPLETED_TREATMENT,
+        ENDOCRINE,
+        SURGERY,
+        "receptor-status-codes",
+    }
+)
+DIAGNOSTIC_REASONS = frozenset(
+    {*SYMPTOMS, *LABS, METASTATIC, DISTANT_METASTASIS, RECURRENCE, OTHER_CANCER, DCIS}
+)
+
+
+def _order_reason(
+    order: OrderFact, facts: PatientFacts, knowledge: Knowledge
+) -> tuple[list[Exclusion], bool]:
+    """The order's own reason: a symptom or finding means a diagnostic work-up.
+
+    A reason counts for surveillance only when we can read it as such (a coded breast cancer
+    history or follow-up, or text such as "routine follow-up"); a reason we cannot read (an
+    unmapped code, a free-text finding, a reference to a record we do not have) silences the
+    warning: the clinician has told us why, and we cannot tell that it is routine.
+    """
+    reasons: list[tuple[frozenset[str], str]] = [(r.concepts, r.text) for r in order.reasons]
     by_id = {c.id: c for c in facts.conditions}
     for ref in order.reason_references:
-        target = by_id.get(ref.split("/")[-1])
-        if target is not None and _counts(target):
-            concepts |= target.concepts
-    diagnostic = concepts & (
-        set(SYMPTOMS) | {METASTATIC, DISTANT_METASTASIS, RECURRENCE} | set(LABS)
-    )
-    found = [Exclusion(f"order-reason:{c}") for c in sorted(diagnostic)]
-    surveillance = bool(concepts & {SURVEILLANCE_ENCOUNTER, HISTORY})
+        target = by_id.get(ref.split("/")[-1]) if ref.startswith("Condition/") else None
+        if target is None:
+            reasons.append((frozenset(), ""))
+        elif _counts(target):
+            reasons.append((target.concepts, target.label))
+    found: list[Exclusion] = []
+    surveillance = False
+    for concepts, text in reasons:
+        diagnostic = concepts & DIAGNOSTIC_REASONS
+        if diagnostic:
+            found.append(Exclusion(f"order-reason:{sorted(diagnostic)[0]}"))
+        elif concepts & SURVEILLANCE_REASONS or knowledge.text.reason(text) == "surveillance":
+            surveillance = True
+        else:
+            found.append(Exclusion("order-reason:not-surveillance"))
     return found, surveillance
 
 
@@ -512,7 +546,11 @@ def judge_order(
     if study is None:
         return Finding(order, None, "silent", "not-a-recognised-study")
     if study == TUMOR_MARKER:
-        if patient.survivor and not patient.exclusions and not _order_reason(order, facts)[0]:
+        if (
+            patient.survivor
+            and not patient.exclusions
+            and not _order_reason(order, facts, knowledge)[0]
+        ):
             return Finding(
                 order,
                 study,
@@ -527,7 +565,7 @@ def judge_order(
         return Finding(order, study, "silent", "not-a-variant-10-study")
     if not patient.survivor:
         return Finding(order, study, "silent", patient.not_applicable)
-    reasons, surveillance = _order_reason(order, facts)
+    reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
         return Finding(order, study, "silent", reasons[0].code)
     hard = [e for e in patient.exclusions if e not in patient.symptoms]

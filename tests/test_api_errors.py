@@ -269,3 +269,30 @@ def test_logs_carry_no_patient_data_or_token(
         "not a date",
     ):
         assert secret not in text
+
+
+def test_mcode_secondary_profile_counts_as_metastatic_whatever_its_code(
+    client: FlaskClient,
+) -> None:
+    from .conftest import CASES_DOC, FIXTURES, load_json
+
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "seed-pet-ct")
+    body = load_json(FIXTURES / case["request"])
+    assert client.post(SELECT, json=body).get_json()["cards"]
+    body["prefetch"]["conditions"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "secondary-1",
+                "meta": {
+                    "profile": [
+                        "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-secondary-cancer-condition"
+                    ]
+                },
+                "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+                "code": {"text": "Metastasis to an unusual site (local code)"},
+                "recordedDate": "2025-02-01",
+            }
+        }
+    )
+    assert client.post(SELECT, json=body).get_json() == {"cards": []}
