@@ -8,11 +8,11 @@ from datetime import date
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, g, render_template, request
 
-from .cards import build_cards
+from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
-from .fhir import build_facts, parse_orders
+from .fhir import build_facts, find_draft, parse_orders
 from .gather import gather
 from .hooks import parse_request, response_body
 from .rules import evaluate, judge_without_record, needs_record
@@ -51,16 +51,25 @@ def call_service(service_id: str) -> Response:
     req = parse_request(_body(), service.hook)
     g.hook_instance = req.hook_instance
     knowledge = state.knowledge
-    orders = parse_orders(req.draft_orders, req.selections, knowledge.codes)
+    drafts = parse_orders(req.draft_orders, None, knowledge.codes)
+    selected = set(req.selections) if req.selections is not None else None
+    orders = [o for o in drafts if selected is None or o.reference in selected]
     today = state.settings.today or date.today()
     origin: dict[str, str] = {}
     if any(needs_record(order, knowledge) for order in orders):
         resources, origin = gather(req, service, state.http, state.settings.fhir_timeout)
         facts = build_facts(resources, knowledge.codes)
-        findings = evaluate(facts, orders, knowledge, today, state.windows)
+        findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
     else:
         findings = judge_without_record(orders, knowledge)
-    cards = build_cards(findings, knowledge)
+    where = Presentation(
+        base_url=public_base_url(),
+        patient_id=req.patient_id,
+        drafts={o.reference: d for o in orders if (d := find_draft(req.draft_orders, o.reference))},
+        encounter_id=req.encounter_id,
+    )
+    advice = build_advice(findings, knowledge, where)
+    cards = advice.cards
     logger.info(
         "hook=%s service=%s hookInstance=%s orders=%d cards=%d verdicts=%s data=%s ms=%.1f",
         req.hook,
@@ -72,4 +81,36 @@ def call_service(service_id: str) -> Response:
         ",".join(f"{k}:{v}" for k, v in sorted(origin.items())) or "-",
         (time.perf_counter() - started) * 1000,
     )
-    return _json(response_body(cards))
+    actions = advice.system_actions
+    # 2.0 reads top-level systemActions; the sandbox and the Argonaut examples read extension.
+    return _json(
+        response_body(
+            cards, systemActions=actions, extension={"systemActions": actions} if actions else None
+        )
+    )
+
+
+def public_base_url() -> str:
+    """The service's external base URL: configured, else the one this request came in on."""
+    configured = get_state().settings.public_base_url
+    return (configured or request.url_root).rstrip("/")
+
+
+@bp.get(HANDOUT_PATH)
+def handout() -> Response:
+    """The plain-language patient handout the warning card links to (phones first)."""
+    guideline = get_state().knowledge.guideline
+    html = render_template(
+        "handout.html",
+        counselling=guideline.counselling,
+        symptoms=[target.label for target in guideline.symptom_targets.values()],
+    )
+    return Response(html, mimetype="text/html")
+
+
+@bp.get(OVERRIDE_PATH)
+def override_code_system() -> Response:
+    """The CodeSystem of the cards' override reasons, with its canonical URL filled in."""
+    code_system = get_state().knowledge.override_reasons.model_dump(exclude_none=True)
+    code_system["url"] = public_base_url() + OVERRIDE_PATH
+    return Response(orjson.dumps(code_system), mimetype="application/fhir+json")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -13,6 +15,27 @@ from .rules import Evidence, Exclusion, Finding
 SOURCE_LABEL = "ACR Appropriateness Criteria: Imaging of Invasive Breast Cancer"
 TOPIC = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging (procedure)"}
 SUMMARY_MAX = 139  # the spec says "<140 characters"; Inferno's CRD kit rejects 140
+HANDOUT_PATH = "/handouts/breast-surveillance"
+OVERRIDE_PATH = "/CodeSystem/override-reason"
+PAMA = "http://fhir.org/argonaut/Extension/"
+PAMA_RATING_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
+CPT = "http://www.ama-assn.org/go/cpt"
+LOINC = "http://loinc.org"
+SCT = "http://snomed.info/sct"
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What the cards need from the call: where the service lives and the orders as received."""
+
+    base_url: str  # external base URL of the service, no trailing slash
+    patient_id: str
+    drafts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # "Type/id" -> resource
+    encounter_id: str | None = None
+
+    @property
+    def override_system(self) -> str:
+        return self.base_url + OVERRIDE_PATH
 
 
 def _fit(text: str) -> str:
@@ -58,7 +81,93 @@ def _radiation(info: StudyInfo) -> str:
     return ""
 
 
-def warning_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
+def _links_with_handout(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
+    handout = {
+        "label": "Patient handout: follow-up after breast cancer (plain language)",
+        "url": where.base_url + HANDOUT_PATH,
+        "type": "absolute",
+    }
+    return [*_links(knowledge), handout]
+
+
+def override_reasons(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
+    return [
+        {"code": c.code, "system": where.override_system, "display": c.display}
+        for c in knowledge.override_reasons.concept
+    ]
+
+
+def _mammogram_order(where: Presentation) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "status": "draft",
+        "intent": "order",
+        "category": [{"coding": [TOPIC]}],
+        "code": {
+            "coding": [
+                {
+                    "system": CPT,
+                    "code": "77067",
+                    "display": "Screening mammography, bilateral (2-view study of each breast), "
+                    "including computer-aided detection (CAD) when performed",
+                },
+                {"system": LOINC, "code": "24606-6", "display": "MG Breast Screening"},
+            ],
+            "text": "Mammography, bilateral (annual surveillance after breast cancer)",
+        },
+        "subject": {"reference": f"Patient/{where.patient_id}"},
+    }
+    if where.encounter_id:
+        order["encounter"] = {"reference": f"Encounter/{where.encounter_id}"}
+    return order
+
+
+def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
+    order = finding.order
+    suggestions: list[dict[str, Any]] = []
+    if order.reference.count("/") == 1:
+        suggestions.append(
+            {
+                "label": f"Remove the {order.text or 'imaging'} order",
+                "uuid": str(uuid.uuid4()),
+                "isRecommended": True,
+                "actions": [
+                    {
+                        "type": "delete",
+                        "description": f"Remove the draft order {order.text}".strip(),
+                        "resourceId": order.reference,
+                    }
+                ],
+            }
+        )
+    if finding.offer_mammogram:
+        actions: list[dict[str, Any]] = []
+        if order.reference.count("/") == 1:
+            actions.append(
+                {
+                    "type": "delete",
+                    "description": f"Remove the draft order {order.text}".strip(),
+                    "resourceId": order.reference,
+                }
+            )
+        actions.append(
+            {
+                "type": "create",
+                "description": "Order a bilateral mammogram (none recorded in the last 12 months)",
+                "resource": _mammogram_order(where),
+            }
+        )
+        suggestions.append(
+            {
+                "label": "Order a mammogram instead (none in the last 12 months)",
+                "uuid": str(uuid.uuid4()),
+                "actions": actions,
+            }
+        )
+    return suggestions
+
+
+def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
     g = knowledge.guideline
     info = g.studies[finding.study or ""]
     name = _study_name(info, finding.order.text)
@@ -89,6 +198,8 @@ def warning_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
             "**Long-standing entries** (not new, so they did not change this advice; "
             f"please judge): {_records(finding.long_standing)}.",
         ]
+    if finding.offer_mammogram:
+        lines += ["", "No mammogram is recorded in the last 12 months: annual mammography is due."]
     lines += [
         "",
         "If the patient has **new or persistent symptoms** (bone pain, cough, weight loss, "
@@ -96,14 +207,23 @@ def warning_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         "diagnostic work-up (ACR Variant 11) and targeted imaging is appropriate: record the "
         "symptom as the order's reason.",
     ]
-    return {
+    if g.counselling:
+        lines += ["", "**If the patient asks for a scan for reassurance:**", ""]
+        lines += [f"- {point}" for point in g.counselling]
+    card: dict[str, Any] = {
         "uuid": str(uuid.uuid4()),
         "summary": summary,
         "indicator": "warning",
         "detail": "\n".join(lines),
         "source": _source(knowledge),
-        "links": _links(knowledge),
+        "links": _links_with_handout(knowledge, where),
+        "overrideReasons": override_reasons(knowledge, where),
     }
+    suggestions = _suggestions(finding, where)
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "at-most-one"
+    return card
 
 
 def _symptom_lines(symptoms: Iterable[Exclusion], knowledge: Knowledge) -> list[str]:
@@ -118,7 +238,7 @@ def _symptom_lines(symptoms: Iterable[Exclusion], knowledge: Knowledge) -> list[
     return lines
 
 
-def targeted_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
+def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
     g = knowledge.guideline
     name = _study_name(g.studies.get(finding.study or ""), finding.order.text)
     first = finding.symptoms[0].code.split(":", 1)[1] if finding.symptoms else ""
@@ -141,11 +261,13 @@ def targeted_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
         "indicator": "info",
         "detail": "\n".join(lines),
         "source": _source(knowledge),
-        "links": _links(knowledge)[:1],
+        "links": [*_links(knowledge)[:1], *_links_with_handout(knowledge, where)[-1:]],
     }
 
 
-def tumor_marker_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
+def tumor_marker_card(
+    finding: Finding, knowledge: Knowledge, where: Presentation
+) -> dict[str, Any]:
     info = knowledge.guideline.tumor_markers
     summary = _fit(
         f"{finding.order.text or 'Tumour marker'}: not recommended for surveillance of "
@@ -173,7 +295,7 @@ def tumor_marker_card(finding: Finding, knowledge: Knowledge) -> dict[str, Any]:
             else _source(knowledge)["url"],
             "topic": TOPIC,
         },
-        "links": _links(knowledge)[1:],
+        "links": _links_with_handout(knowledge, where)[1:],
     }
 
 
@@ -185,25 +307,84 @@ _BUILDERS = {
 }
 
 
-def build_cards(findings: Iterable[Finding], knowledge: Knowledge) -> list[dict[str, Any]]:
-    """One card per finding that has something to say; silent findings give none.
+def rating_action(
+    finding: Finding, knowledge: Knowledge, where: Presentation, consult_id: str
+) -> dict[str, Any] | None:
+    """The verdict written onto the order (Argonaut CDS Hooks for PAMA): an ``update`` of the
+    draft ServiceRequest as received, with the rating extensions added and nothing else changed.
+
+    ``not-appropriate`` only for a Variant 10 warning; every other recognised imaging order gets
+    ``no-criteria-apply`` (the guide forbids rating on insufficient evidence, and this service
+    carries no ratings for symptomatic work-ups). The PAMA ``qcdsm-consulted`` G-code is left
+    out: this service is not a CMS-qualified CDS mechanism and the PAMA programme is rescinded.
+    """
+    draft = where.drafts.get(finding.order.reference)
+    if draft is None or finding.study in (None, "tumor-marker"):
+        return None
+    rating = "not-appropriate" if finding.verdict == "warn" else "no-criteria-apply"
+    resource = copy.deepcopy(dict(draft))
+    ours = {
+        PAMA + name for name in ("pama-rating", "pama-rating-consult-id", "pama-rating-auc-applied")
+    }
+    kept = [e for e in resource.get("extension") or [] if e.get("url") not in ours]
+    resource["extension"] = [
+        *kept,
+        {
+            "url": PAMA + "pama-rating",
+            "valueCodeableConcept": {"coding": [{"system": PAMA_RATING_SYSTEM, "code": rating}]},
+        },
+        {"url": PAMA + "pama-rating-consult-id", "valueUri": consult_id},
+        {"url": PAMA + "pama-rating-auc-applied", "valueUri": knowledge.guideline.guideline.url},
+    ]
+    return {
+        "type": "update",
+        "description": f"ACR rating {rating}: {finding.order.text or finding.order.reference}",
+        "resource": resource,
+    }
+
+
+EXTENSION_KEY = "breast-surveillance-cds"
+_BUILDERS = {
+    "warn": warning_card,
+    "info-targeted": targeted_card,
+    "info-tumor-marker": tumor_marker_card,
+}
+
+
+@dataclass(frozen=True)
+class Advice:
+    cards: list[dict[str, Any]]
+    system_actions: list[dict[str, Any]]
+    consult_ids: dict[str, str]  # order reference -> consult id (audit)
+
+
+def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Presentation) -> Advice:
+    """Cards (one per finding with something to say) and rating system actions.
 
     Each card names its order in ``extension`` (CDS Hooks has no card-to-order link), so a
     client can tie the card to the order and replace it when the order changes.
     """
     cards = []
+    actions = []
+    consult_ids: dict[str, str] = {}
     for finding in findings:
+        consult_id = f"urn:uuid:{uuid.uuid4()}"
+        action = rating_action(finding, knowledge, where, consult_id)
+        if action is not None:
+            actions.append(action)
+            consult_ids[finding.order.reference] = consult_id
         builder = _BUILDERS.get(finding.verdict)
         if builder is None:
             continue
-        card = builder(finding, knowledge)
+        card = builder(finding, knowledge, where)
         card["extension"] = {
             EXTENSION_KEY: {
                 "order": finding.order.reference,
                 "study": finding.study,
                 "verdict": finding.verdict,
                 "rule": finding.reason,
+                "consultId": consult_ids.get(finding.order.reference),
             }
         }
         cards.append(card)
-    return cards
+    return Advice(cards, actions, consult_ids)

@@ -36,6 +36,8 @@ class Settings:
     new_diagnosis_days: int = 365
     # Active systemic treatment: chemotherapy given or prescribed within this many days.
     active_treatment_days: int = 183
+    # The service's external base URL (https://cds.example.org); else taken from each request.
+    public_base_url: str | None = None
     max_body_bytes: int = 5 * 1024 * 1024
     # Overall budget for FHIR queries of one hook call, in seconds.
     fhir_timeout: float = 2.5
@@ -49,6 +51,7 @@ _ENV_TYPES: dict[str, type] = {
     "lab_window_days": int,
     "new_diagnosis_days": int,
     "active_treatment_days": int,
+    "public_base_url": str,
     "max_body_bytes": int,
     "fhir_timeout": float,
 }

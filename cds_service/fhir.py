@@ -325,13 +325,23 @@ def _observation(
 
 
 def _procedure(raw: Mapping[str, Any], concepts: frozenset[str]) -> ProcedureFact:
+    """A Procedure, or a DiagnosticReport or ServiceRequest of a past or planned study."""
     return ProcedureFact(
         id=_str(raw.get("id")) or "",
         concepts=concepts,
         label=_label(raw.get("code")),
         status=_str(raw.get("status")),
         performed=_first_date(
-            raw, "performedDateTime", "performedPeriod.end", "performedPeriod.start"
+            raw,
+            "performedDateTime",
+            "performedPeriod.end",
+            "performedPeriod.start",
+            "effectiveDateTime",
+            "effectivePeriod.end",
+            "occurrenceDateTime",
+            "occurrencePeriod.start",
+            "issued",
+            "authoredOn",
         ),
     )
 
@@ -380,7 +390,7 @@ def build_facts(
                 concepts = code_map.lookup_all(_codings(raw.get("code")))
                 values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
                 relevant = bool(concepts or values)
-            elif rtype == "Procedure":
+            elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
                 concepts = code_map.lookup_all(_codings(raw.get("code")))
                 relevant = bool(concepts)
             elif rtype in ("MedicationRequest", "MedicationStatement"):
@@ -396,7 +406,7 @@ def build_facts(
                 conditions.append(_condition(raw, concepts, code_map))
             elif rtype == "Observation":
                 observations.append(_observation(raw, concepts, values))
-            elif rtype == "Procedure":
+            elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
                 procedures.append(_procedure(raw, concepts))
             else:
                 medications.append(_medication(raw, concepts))

@@ -26,6 +26,7 @@ USABLE = frozenset({"V", "V2", "P"})
 CODE_SYSTEMS_FILE = "code-systems.json"
 TEXT_PATTERNS_FILE = "order-text-patterns.json"
 GUIDELINE_FILE = "acr-variant-10.json"
+OVERRIDE_FILE = "override-reasons.json"
 
 
 class _Strict(BaseModel):
@@ -156,6 +157,30 @@ class ReasonPatternsFile(_Strict):
     description: str
     surveillance: ReasonPatterns
     diagnostic: ReasonPatterns
+
+
+class OverrideConcept(_Strict):
+    code: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")
+    display: str = Field(min_length=1)
+    definition: str = Field(min_length=1)
+
+
+class OverrideCodeSystem(_Strict):
+    """A FHIR CodeSystem (served at /CodeSystem/override-reason; url set at serving time)."""
+
+    resourceType: Literal["CodeSystem"]
+    id: str
+    name: str
+    title: str
+    status: Literal["active"]
+    content: Literal["complete"]
+    description: str
+    concept: tuple[OverrideConcept, ...] = Field(min_length=4)
+
+    def snooze_days(self, code: str) -> int | None:
+        """Snooze codes name their period: ``snooze-3-months`` → 91 days."""
+        match = re.fullmatch(r"snooze-(\d+)-months?", code)
+        return round(int(match.group(1)) * 365 / 12) if match else None
 
 
 class TextPatternsFile(_Strict):
@@ -312,6 +337,7 @@ class Knowledge:
     codes: CodeMap
     text: TextMatcher
     guideline: GuidelineFile
+    override_reasons: OverrideCodeSystem
     files: tuple[str, ...]
 
 
@@ -425,7 +451,7 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     concept_file: dict[str, Path] = {}
     files = []
     for path in sorted(root.glob("*.json")):
-        if path.name in (CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE):
+        if path.name in (CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE, OVERRIDE_FILE):
             continue
         files.append(path.name)
         try:
@@ -515,7 +541,15 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     if not guideline_path.is_file():
         raise MappingError(str(guideline_path), "", "file is missing")
     guideline = _load_guideline(guideline_path, concepts)
-    return Knowledge(code_map, text, guideline, tuple(files))
+    override_path = root / OVERRIDE_FILE
+    try:
+        overrides = OverrideCodeSystem.model_validate(_read_json(override_path))
+    except ValidationError as exc:
+        raise _fail(override_path, exc) from exc
+    codes_seen = [c.code for c in overrides.concept]
+    if len(codes_seen) != len(set(codes_seen)):
+        raise MappingError(str(override_path), "concept", "duplicate code")
+    return Knowledge(code_map, text, guideline, overrides, tuple(files))
 
 
 def _load_guideline(path: Path, concepts: Mapping[str, Any]) -> GuidelineFile:

@@ -18,7 +18,7 @@ provisional diagnosis) silences the warning. Nothing here reads the clock: ``tod
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
@@ -58,6 +58,9 @@ SURVEILLANCE_ENCOUNTER = "surveillance-encounter"
 TUMOR_MARKER = "tumor-marker"
 US_EXTREMITY_FOCAL = "us-extremity-focal"
 US_AXILLA = "us-axilla"
+MAMMOGRAPHY = "mammography"
+BILATERAL_MASTECTOMY = "bilateral-mastectomy"
+MAMMOGRAM_INTERVAL_DAYS = 365
 
 SYMPTOMS = (
     "bone-pain",
@@ -127,6 +130,7 @@ REQUIRED_CONCEPTS = frozenset(
         SURGERY,
         SURVEILLANCE_ENCOUNTER,
         TUMOR_MARKER,
+        BILATERAL_MASTECTOMY,
         *SYMPTOMS,
         *LABS,
         *STUDIES,
@@ -199,6 +203,7 @@ class Finding:
     symptoms: tuple[Exclusion, ...] = ()
     targeted: tuple[str, ...] = ()  # for info-targeted: the studies that fit the symptoms
     surveillance_reason: bool = False
+    offer_mammogram: bool = False  # no mammogram in the last year: suggest one instead
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,16 +605,45 @@ def _first(patient: Assessment) -> str:
     return patient.exclusions[0].code if patient.exclusions else "not-in-scenario"
 
 
+def mammogram_due(
+    facts: PatientFacts, drafts: Sequence[OrderFact], knowledge: Knowledge, today: date
+) -> bool:
+    """Annual mammography is the surveillance that helps (ACR Variants 6-7, ASCO): suggest it when
+    none is recorded, done or ordered, in the last year and none is among the draft orders."""
+    if any(BILATERAL_MASTECTOMY in c.concepts and _counts(c) for c in facts.conditions):
+        return False
+    if any(classify_order(order, knowledge) == MAMMOGRAPHY for order in drafts):
+        return False
+    for record in facts.procedures:
+        if MAMMOGRAPHY not in record.concepts or record.status in VOID_RESULT | {"revoked"}:
+            continue
+        if record.performed is None or _within(record.performed, today, MAMMOGRAM_INTERVAL_DAYS):
+            return False
+        if record.performed > today:  # a mammogram already scheduled
+            return False
+    return True
+
+
 def evaluate(
     facts: PatientFacts,
     orders: Sequence[OrderFact],
     knowledge: Knowledge,
     today: date,
     windows: Windows = Windows(),
+    drafts: Sequence[OrderFact] = (),
 ) -> list[Finding]:
-    """One finding per order: the whole guideline decision for one hook call."""
+    """One finding per order: the whole guideline decision for one hook call.
+
+    ``drafts`` are all the draft orders of the call (context for suggestions); ``orders`` the
+    ones to judge.
+    """
     patient = assess_patient(facts, today, windows)
-    return [judge_order(order, patient, facts, knowledge) for order in orders]
+    findings = [judge_order(order, patient, facts, knowledge) for order in orders]
+    if any(f.verdict == "warn" for f in findings) and mammogram_due(
+        facts, drafts or orders, knowledge, today
+    ):
+        findings = [replace(f, offer_mammogram=f.verdict == "warn") for f in findings]
+    return findings
 
 
 def needs_record(order: OrderFact, knowledge: Knowledge) -> bool:

@@ -55,3 +55,26 @@ def assert_conformant(body: Any) -> None:
             assert isinstance(card["extension"], dict)
     for action in body.get("systemActions", []):
         assert action["type"] in {"create", "update", "delete"} and action["description"]
+
+
+PAMA_RATING = "http://fhir.org/argonaut/Extension/pama-rating"
+
+
+def ratings(body: dict[str, Any]) -> dict[str, str]:
+    """Order reference → PAMA rating code written back by the response's systemActions."""
+    out = {}
+    top = body.get("systemActions", [])
+    assert top == body.get("extension", {}).get("systemActions", []), "both locations agree"
+    for action in top:
+        resource = action["resource"]
+        [rating] = [e for e in resource["extension"] if e["url"] == PAMA_RATING]
+        out[f"{resource['resourceType']}/{resource['id']}"] = rating["valueCodeableConcept"][
+            "coding"
+        ][0]["code"]
+    return out
+
+
+def assert_no_card(body: dict[str, Any]) -> None:
+    """No card, and no order rated not-appropriate."""
+    assert body["cards"] == []
+    assert "not-appropriate" not in ratings(body).values()

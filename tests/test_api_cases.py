@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from markdown_it import MarkdownIt
 
-from .conformance import assert_conformant
+from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, SERVICE_FOR_HOOK, case_request
 
 CASES = CASES_DOC["cases"]
@@ -29,6 +29,10 @@ def test_case(client: FlaskClient, case: dict[str, Any]) -> None:
     expected = sorted((c["indicator"], c["study"], c["order"]) for c in case["expect"]["cards"])
     got = sorted(card_key(card) for card in body["cards"])
     assert got == expected, f"{case['name']}: {case['reason']}"
+    # The rating written back agrees: not-appropriate exactly on the warned orders.
+    warned = {order for indicator, _, order in expected if indicator == "warning"}
+    rated_not = {order for order, code in ratings(body).items() if code == "not-appropriate"}
+    assert rated_not == warned
 
 
 def test_there_are_enough_cases() -> None:

@@ -53,8 +53,14 @@ def test_observation_template_lists_exactly_the_codes_the_rules_read(app: Flask)
     )
     assert _codes(prefetch["observations"]) == wanted
     assert _codes(prefetch["procedures"]) == _expected(
-        app, [rules.SURGERY, rules.CHEMOTHERAPY], ["http://snomed.info/sct"]
+        app,
+        [rules.SURGERY, rules.CHEMOTHERAPY, rules.MAMMOGRAPHY],
+        ["http://snomed.info/sct", "http://www.ama-assn.org/go/cpt"],
     )
+    everything = ["http://loinc.org", "http://www.ama-assn.org/go/cpt", "http://www.radlex.org"]
+    everything.append("http://snomed.info/sct")
+    for key in ("mammogramReports", "mammogramOrders"):
+        assert _codes(prefetch[key]) == _expected(app, [rules.MAMMOGRAPHY], everything)
     assert _codes(prefetch["medications"]) == _expected(
         app,
         [rules.ENDOCRINE, rules.CHEMOTHERAPY, rules.FULVESTRANT],

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from .conformance import assert_conformant
+from .conformance import assert_conformant, assert_no_card
 from .conftest import SERVICE_FOR_HOOK, external, load_json
 
 CAPTURES = [
@@ -29,7 +29,7 @@ def test_real_requests_get_200_and_no_card(client: FlaskClient, name: str) -> No
     response = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert_conformant(response.get_json())
-    assert response.get_json() == {"cards": []}
+    assert_no_card(response.get_json())
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_spec_example_contexts(client: FlaskClient, name: str, hook: str) -> Non
     }
     response = client.post(f"/cds-services/{SERVICE_FOR_HOOK[hook]}", json=body)
     assert response.status_code == 200
-    assert response.get_json() == {"cards": []}
+    assert_no_card(response.get_json())
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_chemotherapy_regimen_draft_orders(client: FlaskClient, name: str) -> No
     }
     response = client.post("/cds-services/breast-surveillance-order-sign", json=body)
     assert response.status_code == 200
-    assert response.get_json() == {"cards": []}
+    assert_no_card(response.get_json())
 
 
 def test_patient_view_capture_is_refused_with_outcome(client: FlaskClient) -> None:
