@@ -17,7 +17,12 @@ $(BIN)/cds-service: pyproject.toml
 serve: $(BIN)/cds-service
 	$(BIN)/cds-service serve --host $(HOST) --port $(PORT)
 
-test: $(BIN)/cds-service
+# The real FHIR test server (Medplum's router on Node); without Node its tests skip, saying why.
+tests/fhir_server/node_modules: tests/fhir_server/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/fhir_server --no-audit --no-fund; \
+	else echo "npm not found: the FHIR server tests will be skipped"; fi
+
+test: $(BIN)/cds-service tests/fhir_server/node_modules
 	$(BIN)/pytest
 
 lint: $(BIN)/cds-service

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 from flask import Flask
+from requests.adapters import HTTPAdapter
 
 from . import api, errors
 from .config import load_settings
@@ -21,6 +23,16 @@ from .state import EXTENSION_KEY, State
 
 __all__ = ["create_app"]
 __version__ = "0.1.0"
+
+
+def _session() -> requests.Session:
+    """One pooled session for all FHIR queries; no proxies or netrc from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -43,7 +55,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             new_diagnosis=settings.new_diagnosis_days,
             active_treatment=settings.active_treatment_days,
         ),
-        http=requests.Session(),
+        http=_session(),
+        executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),
     )
     errors.register_error_handlers(app)
     app.register_blueprint(api.bp)

@@ -57,7 +57,14 @@ def call_service(service_id: str) -> Response:
     today = state.settings.today or date.today()
     origin: dict[str, str] = {}
     if any(needs_record(order, knowledge) for order in orders):
-        resources, origin = gather(req, service, state.http, state.settings.fhir_timeout)
+        resources, origin = gather(
+            req,
+            service,
+            state.http,
+            state.executor,
+            state.settings.fhir_timeout,
+            state.settings.fhir_server_allowlist,
+        )
         facts = build_facts(resources, knowledge.codes)
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
     else:

@@ -41,6 +41,8 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     # Overall budget for FHIR queries of one hook call, in seconds.
     fhir_timeout: float = 2.5
+    # FHIR bases the service may query (prefixes); empty: any http(s) fhirServer.
+    fhir_server_allowlist: tuple[str, ...] = ()
 
 
 _ENV_TYPES: dict[str, type] = {
@@ -54,6 +56,7 @@ _ENV_TYPES: dict[str, type] = {
     "public_base_url": str,
     "max_body_bytes": int,
     "fhir_timeout": float,
+    "fhir_server_allowlist": tuple,
 }
 
 
@@ -63,10 +66,13 @@ class SettingsError(ValueError):
 
 def _convert(name: str, raw: Any) -> Any:
     kind = _ENV_TYPES[name]
-    if raw is None or isinstance(raw, kind):
+    if raw is None or (isinstance(raw, kind) and kind is not tuple):
         return raw
     text = str(raw).strip()
     try:
+        if kind is tuple:
+            items = raw if isinstance(raw, list | tuple) else text.split(",")
+            return tuple(str(item).strip() for item in items if str(item).strip())
         if kind is date:
             return date.fromisoformat(text) if text else None
         if kind is int or kind is float:

@@ -1,8 +1,14 @@
-"""The only module doing HTTP to a FHIR server: reads and searches on ``fhirServer``."""
+"""The only module doing HTTP to a FHIR server: reads and searches on ``fhirServer``.
+
+One ``FhirClient`` serves one hook call: it carries the call's bearer token (sent to the FHIR
+base and nowhere else, never logged) and the call's deadline, so that every connect and read
+timeout fits inside the one time budget of the call.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import urljoin
 
@@ -12,6 +18,9 @@ import requests
 from .errors import PrefetchUnavailable
 
 logger = logging.getLogger("cds_service.fhir_client")
+
+RETRY_STATUSES = frozenset({429, 503})
+MIN_ATTEMPT_SECONDS = 0.05
 
 
 class FhirUnavailable(PrefetchUnavailable):
@@ -26,16 +35,21 @@ class FhirClient:
         session: requests.Session,
         base: str,
         token: str | None,
-        timeout: float = 2.5,
+        deadline: float,
         max_pages: int = 10,
+        connect_timeout: float = 1.0,
     ) -> None:
         self.session = session
         self.base = base.rstrip("/") + "/"
-        self.timeout = timeout
+        self.deadline = deadline  # time.monotonic() value by which every query must be done
         self.max_pages = max_pages
+        self.connect_timeout = connect_timeout
         self.headers = {"Accept": "application/fhir+json"}
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
+
+    def _remaining(self) -> float:
+        return self.deadline - time.monotonic()
 
     def get(self, url: str, what: str) -> Any:
         absolute = urljoin(self.base, url)
@@ -44,15 +58,33 @@ class FhirClient:
             raise FhirUnavailable(
                 f"{what}: the FHIR server linked outside its base", [f"prefetch.{what}"]
             )
-        try:
-            response = self.session.get(absolute, headers=self.headers, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise FhirUnavailable(
-                f"{what}: FHIR server not reachable ({type(exc).__name__})", [f"prefetch.{what}"]
-            ) from exc
+        for attempt in (1, 2):
+            remaining = self._remaining()
+            if remaining < MIN_ATTEMPT_SECONDS:
+                raise FhirUnavailable(
+                    f"{what}: no time left in the FHIR budget", [f"prefetch.{what}"]
+                )
+            try:
+                response = self.session.get(
+                    absolute,
+                    headers=self.headers,
+                    timeout=(min(self.connect_timeout, remaining), remaining),
+                    allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                raise FhirUnavailable(
+                    f"{what}: FHIR server not reachable in time ({type(exc).__name__})",
+                    [f"prefetch.{what}"],
+                ) from exc
+            if response.status_code in RETRY_STATUSES and attempt == 1:
+                pause = _retry_after(response.headers.get("Retry-After"))
+                if self._remaining() - pause > MIN_ATTEMPT_SECONDS * 2:
+                    time.sleep(pause)
+                    continue
+            break
         if response.status_code == 404 and "?" not in url:
             return None  # a read of a resource that does not exist: no data
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise FhirUnavailable(
                 f"{what}: FHIR server answered HTTP {response.status_code}", [f"prefetch.{what}"]
             )
@@ -65,9 +97,8 @@ class FhirClient:
 
     def fetch(self, url: str, what: str) -> list[Any]:
         """A read or a search; searches follow ``next`` links up to ``max_pages``."""
-        pages = []
-        page = self.get(url, what)
-        pages.append(page)
+        pages = [self.get(url, what)]
+        page = pages[0]
         while isinstance(page, dict) and page.get("resourceType") == "Bundle":
             link = next(
                 (
@@ -77,8 +108,16 @@ class FhirClient:
                 ),
                 None,
             )
-            if not link or len(pages) >= self.max_pages:
+            if not isinstance(link, str) or len(pages) >= self.max_pages:
                 break
             page = self.get(link, what)
             pages.append(page)
         return pages
+
+
+def _retry_after(header: str | None) -> float:
+    """A short pause before the one retry: Retry-After seconds, capped at half a second."""
+    try:
+        return min(max(float(header or 0.1), 0.0), 0.5)
+    except ValueError:
+        return 0.1

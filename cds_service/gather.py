@@ -1,13 +1,16 @@
 """The patient record for one call: prefetch first, then the EHR's FHIR server for the rest.
 
 Spec rules (CDS Hooks 2.0 §Prefetch): an absent key was not provided (fetch it); ``null`` means
-"no data"; an OperationOutcome (or a Bundle of them) means the client hit an error (fetch it).
-When a required key can be neither prefetched nor fetched the call ends in 412.
+"no data"; an OperationOutcome (or a Bundle of them) means the client hit an error (fetch it);
+a paginated prefetch Bundle has its further pages fetched. The queries run concurrently inside
+one time budget; when a required key can be neither prefetched nor fetched the call ends in 412.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future, wait
 from typing import Any
 
 import requests
@@ -18,58 +21,99 @@ from .fhir_client import FhirClient, FhirUnavailable
 from .hooks import CdsRequest
 from .services import Service, resolve_template
 
+Resources = list[Mapping[str, Any]]
+
+
+def server_allowed(fhir_server: str, allowlist: Sequence[str]) -> bool:
+    """An empty allow-list allows any http(s) base; else the base must start with an entry."""
+    if not allowlist:
+        return True
+    base = fhir_server.rstrip("/") + "/"
+    return any(base.startswith(entry.rstrip("/") + "/") for entry in allowlist)
+
 
 def gather(
-    req: CdsRequest, service: Service, session: requests.Session, timeout: float
-) -> tuple[dict[str, list[Mapping[str, Any]]], dict[str, str]]:
+    req: CdsRequest,
+    service: Service,
+    session: requests.Session,
+    executor: Executor,
+    budget: float,
+    allowlist: Sequence[str] = (),
+) -> tuple[dict[str, Resources], dict[str, str]]:
     """Resources per prefetch key, and where each key's data came from (for the audit)."""
+    deadline = time.monotonic() + budget
     tokens = {
         "context.patientId": req.patient_id,
         "context.userId": req.user_id,
         "context.encounterId": req.encounter_id,
     }
-    client = (
-        FhirClient(session, req.fhir_server, req.access_token, timeout) if req.fhir_server else None
-    )
-    resources: dict[str, list[Mapping[str, Any]]] = {}
+    refused = ""
+    client = None
+    if req.fhir_server:
+        if server_allowed(req.fhir_server, allowlist):
+            client = FhirClient(session, req.fhir_server, req.access_token, deadline)
+        else:
+            refused = "the fhirServer is not on this service's allow-list"
+    resources: dict[str, Resources] = {}
     origin: dict[str, str] = {}
+    pending: dict[str, tuple[Future[list[Any]], Resources]] = {}
     missing: list[str] = []
     for key, template in service.prefetch.items():
+        value = req.prefetch.get(key)
+        if key in req.prefetch and value is None:
+            resources[key], origin[key] = [], "prefetch"  # null: the client says "no data"
+            continue
         if key in req.prefetch:
-            value = req.prefetch[key]
-            if value is None:
-                resources[key], origin[key] = [], "prefetch"
-                continue
             if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
                 raise InvalidRequest(
-                    f"prefetch.{key} must be a FHIR resource, a Bundle or null", [f"prefetch.{key}"]
+                    f"prefetch.{key} must be a FHIR resource, a Bundle or null",
+                    [f"prefetch.{key}"],
                 )
             if not is_error_value(value):
-                items = list(bundle_resources(value))
+                items: Resources = list(bundle_resources(value))
                 link = next_link(value)
                 if link and client is not None:
-                    # A paginated prefetch: follow the rest of the pages from the FHIR server.
-                    for page in client.fetch(link, key):
-                        items.extend(bundle_resources(page))
-                resources[key], origin[key] = items, "prefetch"
+                    pending[key] = (executor.submit(client.fetch, link, key), items)
+                else:
+                    resources[key], origin[key] = items, "prefetch"
                 continue
         url = resolve_template(template, tokens)
         if client is None or url is None:
             if key in service.required:
                 missing.append(key)
             continue
-        try:
-            pages = client.fetch(url, key)
-        except FhirUnavailable:
-            if key in service.required:
-                raise
-            continue
-        resources[key] = [r for page in pages for r in bundle_resources(page)]
-        origin[key] = "fhir"
+        pending[key] = (executor.submit(client.fetch, url, key), [])
     if missing:
-        why = "no fhirServer was given" if client is None else "a template could not be filled"
+        why = refused or (
+            "no fhirServer was given" if not req.fhir_server else "a template could not be filled"
+        )
         raise PrefetchUnavailable(
             f"required data missing: prefetch {', '.join(missing)} not provided and {why}",
             [f"prefetch.{key}" for key in missing],
+        )
+    if pending:
+        wait(
+            [future for future, _ in pending.values()],
+            timeout=max(0.0, deadline - time.monotonic()),
+        )
+    failed: list[str] = []
+    for key, (future, items) in pending.items():
+        if not future.done():
+            future.cancel()
+            failed.append(f"{key} (timed out)")
+            continue
+        try:
+            pages = future.result()
+        except FhirUnavailable as exc:
+            failed.append(exc.diagnostics)
+            continue
+        resources[key] = items + [r for page in pages for r in bundle_resources(page)]
+        origin[key] = "prefetch+fhir" if items else "fhir"
+    failed_required = [f for f in failed if f.split(" ", 1)[0].rstrip(":") in service.required]
+    if failed_required:
+        keys = [f.split(" ", 1)[0].rstrip(":") for f in failed_required]
+        raise FhirUnavailable(
+            "required data could not be read from the FHIR server: " + "; ".join(failed_required),
+            [f"prefetch.{key}" for key in keys],
         )
     return resources, origin

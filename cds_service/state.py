@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ class State:
     discovery: dict[str, Any]
     windows: Windows
     http: requests.Session
+    executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
 
 
 def get_state() -> State:
