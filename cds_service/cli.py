@@ -99,6 +99,31 @@ def _check_mappings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_fixtures(args: argparse.Namespace) -> int:
+    import requests
+
+    from .fhir_client import FhirUnavailable, put_resources
+
+    folder = Path(args.fixtures)
+    seen: set[str] = set()
+    total = 0
+    session = requests.Session()
+    for path in sorted(folder.glob("*.json")):
+        bundle = json.loads(path.read_text(encoding="utf-8"))
+        resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
+        patient_ids = {r["id"] for r in resources if r.get("resourceType") == "Patient"}
+        if patient_ids and patient_ids <= seen:
+            continue  # several cases share one patient: load each patient once
+        seen |= patient_ids
+        try:
+            total += put_resources(session, args.fhir, resources, args.token)
+        except (FhirUnavailable, requests.RequestException) as exc:
+            print(f"cds-service: {path.name}: {exc}", file=sys.stderr)
+            return 1
+    print(f"loaded {len(seen)} patients ({total} resources) into {args.fhir}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +143,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("directory", nargs="?")
     check.add_argument("-v", "--verbose", action="store_true")
     check.set_defaults(func=_check_mappings)
+    load = sub.add_parser("load-fixtures", help="PUT the fixture patients into a FHIR server")
+    load.add_argument(
+        "--fhir", required=True, help="FHIR base URL, e.g. http://localhost:8080/fhir"
+    )
+    load.add_argument("--token", help="bearer token for the FHIR server")
+    load.add_argument(
+        "--fixtures",
+        default=str(Path(__file__).resolve().parent.parent / "fixtures" / "patients"),
+        help="folder of patient Bundles (default: the repository's fixtures/patients)",
+    )
+    load.set_defaults(func=_load_fixtures)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -121,3 +121,50 @@ def _retry_after(header: str | None) -> float:
         return min(max(float(header or 0.1), 0.0), 0.5)
     except ValueError:
         return 0.1
+
+
+def put_resources(
+    session: requests.Session,
+    base: str,
+    resources: list[dict[str, Any]],
+    token: str | None = None,
+    timeout: float = 30.0,
+) -> int:
+    """Create or update resources with their own ids (``PUT Type/id``), Patients first, as one
+    batch Bundle (HAPI, Medplum and most servers accept it). Returns the number written."""
+    headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    ordered = sorted(resources, key=lambda r: r.get("resourceType") != "Patient")
+    patients = [r for r in ordered if r.get("resourceType") == "Patient"]
+    others = [r for r in ordered if r.get("resourceType") != "Patient"]
+    written = 0
+    for group in (patients, others):
+        if not group:
+            continue
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {
+                    "resource": r,
+                    "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
+                }
+                for r in group
+            ],
+        }
+        response = session.post(
+            base.rstrip("/"), data=orjson.dumps(bundle), headers=headers, timeout=timeout
+        )
+        if response.status_code >= 300:
+            raise FhirUnavailable(f"FHIR server answered HTTP {response.status_code} to the batch")
+        result = orjson.loads(response.content)
+        failed = [
+            e
+            for e in result.get("entry", [])
+            if not str(e.get("response", {}).get("status", "")).startswith("2")
+        ]
+        if failed:
+            raise FhirUnavailable(f"{len(failed)} of {len(group)} resources were refused")
+        written += len(group)
+    return written

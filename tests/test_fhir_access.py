@@ -319,3 +319,22 @@ def test_allowlist_refuses_other_servers(server: FhirTestServer) -> None:
         "/cds-services/breast-surveillance-order-select", json=without_prefetch(seed(), server.base)
     )
     assert response.status_code == 200
+
+
+def test_load_fixtures_command_puts_patients_with_stable_ids(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cds_service.cli import main
+
+    reason = node_available()
+    if reason is not None:
+        pytest.skip(f"the test FHIR server cannot run: {reason}")
+    with FhirTestServer() as fresh:
+        assert main(["load-fixtures", "--fhir", fresh.base]) == 0
+        assert "loaded" in capsys.readouterr().out
+        patient = fresh.session.get(f"{fresh.base}/Patient/seed-patient").json()
+        assert patient["id"] == "seed-patient"
+        assert main(["load-fixtures", "--fhir", fresh.base]) == 0  # idempotent
+        conditions = fresh.session.get(f"{fresh.base}/Condition?patient=seed-patient").json()
+        ids = [e["resource"]["id"] for e in conditions["entry"]]
+        assert len(ids) == len(set(ids)) > 0
