@@ -37,7 +37,7 @@ class FhirClient:
         token: str | None,
         deadline: float,
         max_pages: int = 10,
-        connect_timeout: float = 1.0,
+        connect_timeout: float = 2.0,
     ) -> None:
         self.session = session
         self.base = base.rstrip("/") + "/"

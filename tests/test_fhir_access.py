@@ -289,10 +289,14 @@ class _Flaky(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 64  # the service opens several connections at once
+
+
 def test_one_retry_on_503(client: FlaskClient, server: FhirTestServer) -> None:
     _Flaky.seen = set()
     _Flaky.upstream = server.base
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    httpd = _Server(("127.0.0.1", 0), _Flaky)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
