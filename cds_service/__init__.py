@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -15,11 +16,12 @@ from flask import Flask
 from requests.adapters import HTTPAdapter
 
 from . import api, errors
-from .config import load_settings
-from .mappings import load_dir
+from .config import SettingsError, SiteConfig, load_settings, load_site_config
+from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, Windows
 from .services import load_services
 from .state import EXTENSION_KEY, State
+from .store import Store, audit_key, default_url, upgrade
 
 __all__ = ["create_app"]
 __version__ = "0.1.0"
@@ -35,12 +37,32 @@ def _session() -> requests.Session:
     return session
 
 
+def _check_site(site: SiteConfig, knowledge: Knowledge) -> None:
+    warn = {k for k, v in knowledge.guideline.studies.items() if v.warn}
+    unknown = set(site.warn_studies or ()) - warn
+    if unknown:
+        raise SettingsError(f"CDS_CONFIG_FILE: warn_studies: unknown studies {sorted(unknown)}")
+    offered = {
+        knowledge.override_reasons.snooze_days(c.code) for c in knowledge.override_reasons.concept
+    }
+    months = {round(m * 365 / 12) for m in site.snooze_months}
+    if not months <= offered:
+        raise SettingsError("CDS_CONFIG_FILE: snooze_months: no override reason for some periods")
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app; fails fast (MappingError, SettingsError) when data or settings are bad."""
     settings = load_settings(config)
+    site = load_site_config(settings.config_file)
     knowledge = load_dir(settings.mappings_dir, REQUIRED_CONCEPTS)
+    _check_site(site, knowledge)
     services = load_services()
     app = Flask(__name__)
+    instance = Path(settings.instance_dir or app.instance_path)
+    url = settings.database_url or default_url(instance)
+    if settings.auto_migrate:
+        upgrade(url, instance)
+    store = Store(url, audit_key(settings.audit_key, instance))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = State(
@@ -48,12 +70,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         knowledge=knowledge,
         services=services,
         discovery={"services": [s.discovery_entry() for s in services.values()]},
+        site=site,
+        store=store,
         windows=Windows(
-            symptom_new=settings.symptom_new_days,
-            symptom_persistent=settings.symptom_persistent_days,
-            lab=settings.lab_window_days,
-            new_diagnosis=settings.new_diagnosis_days,
-            active_treatment=settings.active_treatment_days,
+            symptom_new=site.symptom_new_days or settings.symptom_new_days,
+            symptom_persistent=site.symptom_persistent_days or settings.symptom_persistent_days,
+            lab=site.lab_window_days or settings.lab_window_days,
+            new_diagnosis=site.new_diagnosis_days or settings.new_diagnosis_days,
+            active_treatment=site.active_treatment_days or settings.active_treatment_days,
         ),
         http=_session(),
         executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),

@@ -14,9 +14,11 @@ from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .fhir import build_facts, find_draft, parse_orders
 from .gather import gather
-from .hooks import parse_request, response_body
+from .hooks import parse_feedback, parse_request, response_body
+from .policy import apply_policy, limit_cards, parse_client_options
 from .rules import evaluate, judge_without_record, needs_record
 from .state import get_state
+from .store import VerdictRow
 
 bp = Blueprint("cds", __name__)
 logger = logging.getLogger("cds_service.api")
@@ -51,6 +53,7 @@ def call_service(service_id: str) -> Response:
     req = parse_request(_body(), service.hook)
     g.hook_instance = req.hook_instance
     knowledge = state.knowledge
+    client_options = parse_client_options(req.extension)
     drafts = parse_orders(req.draft_orders, None, knowledge.codes)
     selected = set(req.selections) if req.selections is not None else None
     orders = [o for o in drafts if selected is None or o.reference in selected]
@@ -69,32 +72,93 @@ def call_service(service_id: str) -> Response:
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
     else:
         findings = judge_without_record(orders, knowledge)
+    snoozed: frozenset[str] = frozenset()
+    if any(f.verdict == "warn" for f in findings):
+        snoozed = state.store.snoozed_studies(req.patient_id, today)
+    findings = apply_policy(findings, state.site, client_options, snoozed)
     where = Presentation(
         base_url=public_base_url(),
         patient_id=req.patient_id,
         drafts={o.reference: d for o in orders if (d := find_draft(req.draft_orders, o.reference))},
         encounter_id=req.encounter_id,
+        snooze_months=state.site.snooze_months,
+        suggestions=client_options.suggestions,
     )
     advice = build_advice(findings, knowledge, where)
-    cards = advice.cards
+    cards = limit_cards(advice.cards, state.site, client_options)
+    actions = advice.system_actions if client_options.system_actions else []
+    silent = state.site.silent
+    sent = {c["uuid"] for c in cards} if not silent else set()
+    latency = (time.perf_counter() - started) * 1000
+    state.store.record_call(
+        service_id=service.id,
+        hook=req.hook,
+        hook_instance=req.hook_instance,
+        patient_id=req.patient_id,
+        latency_ms=latency,
+        silent=silent,
+        data_origin=",".join(f"{k}:{v}" for k, v in sorted(origin.items())),
+        verdicts=[
+            VerdictRow(
+                order_ref=f.order.reference,
+                study=f.study,
+                verdict=f.verdict,
+                rule=f.reason,
+                indicator=card["indicator"] if card and card["uuid"] in sent else None,
+                card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
+                consult_id=advice.consult_ids.get(f.order.reference),
+                suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
+            )
+            for f in findings
+            for card in [advice.card_for.get(f.order.reference)]
+        ],
+    )
     logger.info(
-        "hook=%s service=%s hookInstance=%s orders=%d cards=%d verdicts=%s data=%s ms=%.1f",
+        "hook=%s service=%s hookInstance=%s orders=%d cards=%d silent=%s verdicts=%s data=%s "
+        "ms=%.1f",
         req.hook,
         service.id,
         req.hook_instance,
         len(orders),
         len(cards),
+        silent,
         ",".join(f"{f.study or '-'}:{f.verdict}:{f.reason}" for f in findings) or "-",
         ",".join(f"{k}:{v}" for k, v in sorted(origin.items())) or "-",
-        (time.perf_counter() - started) * 1000,
+        latency,
     )
-    actions = advice.system_actions
+    if silent:
+        return _json({"cards": []})
     # 2.0 reads top-level systemActions; the sandbox and the Argonaut examples read extension.
     return _json(
         response_body(
             cards, systemActions=actions, extension={"systemActions": actions} if actions else None
         )
     )
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def feedback(service_id: str) -> Response:
+    """CDS Hooks 2.0 feedback: stored once per (card, outcome); snooze reasons take effect."""
+    state = get_state()
+    if service_id not in state.services:
+        raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
+    reasons = state.knowledge.override_reasons
+    items = parse_feedback(_body(), {c.code: c.display for c in reasons.concept})
+    stored = state.store.add_feedback(service_id, items)
+    snoozes = 0
+    for item in items:
+        days = reasons.snooze_days(item.override_code or "")
+        if item.outcome == "overridden" and item.card_uuid and days:
+            snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
+    logger.info(
+        "feedback service=%s items=%d stored=%d snoozes=%d missing=%s",
+        service_id,
+        len(items),
+        stored,
+        snoozes,
+        ",".join(sorted({m for i in items for m in i.missing})) or "-",
+    )
+    return _json({"received": len(items), "stored": stored})
 
 
 def public_base_url() -> str:

@@ -32,6 +32,8 @@ class Presentation:
     patient_id: str
     drafts: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # "Type/id" -> resource
     encounter_id: str | None = None
+    snooze_months: tuple[int, ...] = (3, 6, 12)  # the snooze override reasons offered
+    suggestions: bool = True
 
     @property
     def override_system(self) -> str:
@@ -91,9 +93,12 @@ def _links_with_handout(knowledge: Knowledge, where: Presentation) -> list[dict[
 
 
 def override_reasons(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
+    offered = {round(m * 365 / 12) for m in where.snooze_months}
+    reasons = knowledge.override_reasons
     return [
         {"code": c.code, "system": where.override_system, "display": c.display}
-        for c in knowledge.override_reasons.concept
+        for c in reasons.concept
+        if reasons.snooze_days(c.code) in (None, *offered)
     ]
 
 
@@ -219,7 +224,7 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         "links": _links_with_handout(knowledge, where),
         "overrideReasons": override_reasons(knowledge, where),
     }
-    suggestions = _suggestions(finding, where)
+    suggestions = _suggestions(finding, where) if where.suggestions else []
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
@@ -356,6 +361,7 @@ class Advice:
     cards: list[dict[str, Any]]
     system_actions: list[dict[str, Any]]
     consult_ids: dict[str, str]  # order reference -> consult id (audit)
+    card_for: dict[str, dict[str, Any]]  # order reference -> its card
 
 
 def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Presentation) -> Advice:
@@ -367,6 +373,7 @@ def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Prese
     cards = []
     actions = []
     consult_ids: dict[str, str] = {}
+    card_for: dict[str, dict[str, Any]] = {}
     for finding in findings:
         consult_id = f"urn:uuid:{uuid.uuid4()}"
         action = rating_action(finding, knowledge, where, consult_id)
@@ -387,4 +394,5 @@ def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Prese
             }
         }
         cards.append(card)
-    return Advice(cards, actions, consult_ids)
+        card_for[finding.order.reference] = card
+    return Advice(cards, actions, consult_ids, card_for)

@@ -124,6 +124,46 @@ def _load_fixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_from_settings() -> Any:
+    from flask import Flask
+
+    from .store import Store, audit_key, default_url, upgrade
+
+    settings = load_settings()
+    instance = Path(settings.instance_dir or Flask("cds_service").instance_path)
+    url = settings.database_url or default_url(instance)
+    return url, instance, lambda: Store(url, audit_key(settings.audit_key, instance)), upgrade
+
+
+def _db(args: argparse.Namespace) -> int:
+    url, instance, _, upgrade = _store_from_settings()
+    upgrade(url, instance)
+    print("database schema is up to date")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from .report import build_report, render_html, render_text
+
+    url, instance, make_store, upgrade = _store_from_settings()
+    upgrade(url, instance)
+    since = date.fromisoformat(args.since) if args.since else None
+    store = make_store()
+    try:
+        report = build_report(store, since)
+    finally:
+        store.close()
+    if args.html:
+        Path(args.html).write_text(render_html(report), encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif not args.html:
+        print(render_text(report))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="folder of patient Bundles (default: the repository's fixtures/patients)",
     )
     load.set_defaults(func=_load_fixtures)
+    db = sub.add_parser("db", help="database schema (Alembic migrations)")
+    db.add_argument("action", choices=["upgrade"])
+    db.set_defaults(func=_db)
+    report = sub.add_parser("report", help="calls, cards, feedback and override reasons")
+    report.add_argument("--since", help="only from this date (YYYY-MM-DD)")
+    report.add_argument("--json", action="store_true", help="machine-readable output")
+    report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
+    report.set_defaults(func=_report)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -38,6 +41,13 @@ class Settings:
     active_treatment_days: int = 183
     # The service's external base URL (https://cds.example.org); else taken from each request.
     public_base_url: str | None = None
+    # The store: SQLite in the instance folder unless a URL is given (postgresql+psycopg://...).
+    database_url: str | None = None
+    instance_dir: Path | None = None
+    audit_key: str | None = None  # HMAC key for patient hashes in the audit
+    auto_migrate: bool = True
+    # Site configuration (TOML): silent mode, studies that warn, max cards, snooze periods.
+    config_file: Path | None = None
     max_body_bytes: int = 5 * 1024 * 1024
     # Overall budget for FHIR queries of one hook call, in seconds.
     fhir_timeout: float = 2.5
@@ -54,6 +64,11 @@ _ENV_TYPES: dict[str, type] = {
     "new_diagnosis_days": int,
     "active_treatment_days": int,
     "public_base_url": str,
+    "database_url": str,
+    "instance_dir": Path,
+    "audit_key": str,
+    "auto_migrate": bool,
+    "config_file": Path,
     "max_body_bytes": int,
     "fhir_timeout": float,
     "fhir_server_allowlist": tuple,
@@ -70,6 +85,12 @@ def _convert(name: str, raw: Any) -> Any:
         return raw
     text = str(raw).strip()
     try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
         if kind is tuple:
             items = raw if isinstance(raw, list | tuple) else text.split(",")
             return tuple(str(item).strip() for item in items if str(item).strip())
@@ -100,3 +121,34 @@ def load_settings(
             raise SettingsError(f"unknown setting {name!r}")
         values[name] = _convert(name, raw)
     return Settings(**values)
+
+
+class SiteConfig(BaseModel):
+    """The site configuration file (``CDS_CONFIG_FILE``, TOML), validated at start-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    silent: bool = False  # shadow mode: evaluate and audit, return no cards and no actions
+    max_cards: int = Field(default=10, ge=1, le=100)
+    warn_studies: tuple[str, ...] | None = None  # None: every study the guideline rates
+    snooze_months: tuple[int, ...] = (3, 6, 12)
+    symptom_new_days: int | None = Field(default=None, gt=0)
+    symptom_persistent_days: int | None = Field(default=None, gt=0)
+    lab_window_days: int | None = Field(default=None, gt=0)
+    new_diagnosis_days: int | None = Field(default=None, gt=0)
+    active_treatment_days: int | None = Field(default=None, gt=0)
+
+
+def load_site_config(path: Path | None) -> SiteConfig:
+    if path is None:
+        return SiteConfig()
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+        return SiteConfig.model_validate(data)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"CDS_CONFIG_FILE {path}: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"CDS_CONFIG_FILE {path}: {where}: {first['msg']}") from exc

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import InvalidRequest
+from .store import FeedbackItem
 
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 
@@ -154,3 +156,95 @@ def response_body(cards: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     for key, value in omit_empty(extra).items():
         body[key] = value
     return body
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_feedback(body: Any, displays: Mapping[str, str]) -> list[FeedbackItem]:
+    """CDS Hooks 2.0 feedback, leniently: what a known client leaves out (the sandbox sends no
+    card uuid for a card without one, and override reasons without display) is recorded as
+    missing, not refused; what cannot be understood is a 400 naming the element."""
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"feedback body must be a JSON object, not {_type_name(body)}")
+    raw_items = body.get("feedback")
+    if not isinstance(raw_items, list) or not raw_items:
+        raise InvalidRequest("feedback must be a non-empty array", ["feedback"])
+    items = []
+    for index, raw in enumerate(raw_items):
+        path = f"feedback[{index}]"
+        item = _object(raw, path)
+        missing: list[str] = []
+        outcome = item.get("outcome")
+        if outcome not in ("accepted", "overridden"):
+            raise InvalidRequest("outcome must be 'accepted' or 'overridden'", [f"{path}.outcome"])
+        card = _require_str(item, "card", f"{path}.card", required=False)
+        if card is None:
+            missing.append("card")
+        stamp = item.get("outcomeTimestamp")
+        when = _timestamp(stamp)
+        if when is None:
+            if stamp is not None and not isinstance(stamp, str):
+                raise InvalidRequest(
+                    "outcomeTimestamp must be a string", [f"{path}.outcomeTimestamp"]
+                )
+            missing.append("outcomeTimestamp")
+        accepted: list[str] = []
+        raw_accepted = item.get("acceptedSuggestions")
+        if raw_accepted is not None:
+            if not isinstance(raw_accepted, list):
+                raise InvalidRequest(
+                    "acceptedSuggestions must be an array", [f"{path}.acceptedSuggestions"]
+                )
+            for j, suggestion in enumerate(raw_accepted):
+                where = f"{path}.acceptedSuggestions[{j}]"
+                sid = _require_str(_object(suggestion, where), "id", f"{where}.id")
+                accepted.append(sid or "")
+        elif outcome == "accepted":
+            missing.append("acceptedSuggestions")
+        code = system = display = comment = None
+        override = item.get("overrideReason")
+        if override is not None:
+            override = _object(override, f"{path}.overrideReason")
+            reason = override.get("reason")
+            if reason is not None:
+                reason = _object(reason, f"{path}.overrideReason.reason")
+                code = _require_str(
+                    reason, "code", f"{path}.overrideReason.reason.code", required=False
+                )
+                system = _require_str(
+                    reason, "system", f"{path}.overrideReason.reason.system", required=False
+                )
+                display = _require_str(
+                    reason, "display", f"{path}.overrideReason.reason.display", required=False
+                )
+                if display is None:
+                    missing.append("overrideReason.reason.display")
+                    display = displays.get(code or "")
+            comment_value = override.get("userComment")
+            if comment_value is not None and not isinstance(comment_value, str):
+                raise InvalidRequest(
+                    "userComment must be a string", [f"{path}.overrideReason.userComment"]
+                )
+            comment = comment_value
+        items.append(
+            FeedbackItem(
+                card_uuid=card,
+                outcome=outcome,
+                outcome_timestamp=when,
+                accepted_suggestions=accepted,
+                override_code=code,
+                override_system=system,
+                override_display=display,
+                user_comment=comment,
+                missing=missing,
+            )
+        )
+    return items

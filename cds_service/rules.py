@@ -189,7 +189,7 @@ class Assessment:
     not_applicable: str = ""  # why there is no scenario at all (no invasive breast cancer, ...)
 
 
-Verdict = Literal["warn", "info-targeted", "info-tumor-marker", "silent"]
+Verdict = Literal["warn", "info-targeted", "info-tumor-marker", "silent", "snoozed"]
 
 
 @dataclass(frozen=True)

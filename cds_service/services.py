@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .errors import MappingError
+from .policy import CONFIGURATION_OPTIONS, OPTIONS_KEY
 
 DISCOVERY_FILE = Path(__file__).resolve().parent / "discovery.json"
 _TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
@@ -50,6 +51,7 @@ class Service:
             "description": self.description,
             "usageRequirements": self.usage_requirements,
             "prefetch": dict(self.prefetch),
+            "extension": {OPTIONS_KEY + "-options": CONFIGURATION_OPTIONS},
         }
 
 

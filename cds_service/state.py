@@ -9,10 +9,11 @@ from typing import Any
 import requests
 from flask import current_app
 
-from .config import Settings
+from .config import Settings, SiteConfig
 from .mappings import Knowledge
 from .rules import Windows
 from .services import Service
+from .store import Store
 
 EXTENSION_KEY = "cds_service"
 
@@ -23,6 +24,8 @@ class State:
     knowledge: Knowledge
     services: dict[str, Service]
     discovery: dict[str, Any]
+    site: SiteConfig
+    store: Store
     windows: Windows
     http: requests.Session
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cds_service import create_app
+# Every app the tests build keeps its SQLite store and audit key out of the work tree.
+os.environ.setdefault("CDS_INSTANCE_DIR", tempfile.mkdtemp(prefix="cds-test-instance-"))
+
+from cds_service import create_app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
@@ -52,3 +57,6 @@ def app() -> Flask:
 def client(app: Flask) -> Iterator[FlaskClient]:
     with app.test_client() as c:
         yield c
+
+
+from .databases import db_url, postgres_server  # noqa: E402,F401  (fixtures)

@@ -29,7 +29,11 @@ def test_discovery_lists_one_service_per_hook(client: FlaskClient) -> None:
             "description",
             "usageRequirements",
             "prefetch",
+            "extension",
         }
+        options = service["extension"]["breast-surveillance-cds.configuration-options"]
+        assert {o["code"] for o in options} >= {"warnings", "max-cards"}
+        assert all(o["type"] in {"boolean", "integer"} and "default" in o for o in options)
         for template in service["prefetch"].values():
             tokens = re.findall(r"\{\{[^}]*\}\}", template)
             assert tokens and all(LEGAL_TOKEN.fullmatch(t) for t in tokens), template
