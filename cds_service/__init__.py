@@ -5,7 +5,6 @@ The WSGI entry point is ``create_app()``: ``gunicorn 'cds_service:create_app()'`
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,9 +12,12 @@ from typing import Any
 
 import requests
 from flask import Flask
+from flask_cors import CORS
 from requests.adapters import HTTPAdapter
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, errors
+from . import api, errors, logs
+from .auth import Verifier, load_issuers
 from .config import SettingsError, SiteConfig, load_settings, load_site_config
 from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, Windows
@@ -63,6 +65,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.auto_migrate:
         upgrade(url, instance)
     store = Store(url, audit_key(settings.audit_key, instance))
+    session = _session()
+    verifier = None
+    if settings.jwt_issuers_file is not None:
+        verifier = Verifier(
+            load_issuers(settings.jwt_issuers_file),
+            store.remember_token,
+            session,
+            skew=settings.jwt_skew,
+        )
+    origins = settings.cors_origins
+    if origins is None:
+        origins = ("*",) if verifier is None else ()
+    if verifier is not None and "*" in origins:
+        raise SettingsError("CDS_CORS_ORIGINS: '*' is only allowed without client authentication")
+    app.config["CDS_CORS_ORIGINS"] = origins
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = State(
@@ -79,13 +96,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             new_diagnosis=site.new_diagnosis_days or settings.new_diagnosis_days,
             active_treatment=site.active_treatment_days or settings.active_treatment_days,
         ),
-        http=_session(),
+        http=session,
+        verifier=verifier,
         executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),
     )
     errors.register_error_handlers(app)
     app.register_blueprint(api.bp)
-    if not logging.getLogger("cds_service").handlers and not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    if origins:
+        CORS(
+            app,
+            resources={r"/cds-services*": {"origins": list(origins)}},
+            methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
         )
+    if settings.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
+    logs.configure()
     return app

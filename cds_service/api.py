@@ -66,7 +66,7 @@ def call_service(service_id: str) -> Response:
             state.http,
             state.executor,
             state.settings.fhir_timeout,
-            state.settings.fhir_server_allowlist,
+            [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
         )
         facts = build_facts(resources, knowledge.codes)
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
@@ -114,17 +114,22 @@ def call_service(service_id: str) -> Response:
         ],
     )
     logger.info(
-        "hook=%s service=%s hookInstance=%s orders=%d cards=%d silent=%s verdicts=%s data=%s "
-        "ms=%.1f",
-        req.hook,
-        service.id,
-        req.hook_instance,
-        len(orders),
-        len(cards),
-        silent,
-        ",".join(f"{f.study or '-'}:{f.verdict}:{f.reason}" for f in findings) or "-",
-        ",".join(f"{k}:{v}" for k, v in sorted(origin.items())) or "-",
-        latency,
+        "hook call",
+        extra={
+            "fields": {
+                "event": "hook",
+                "hookInstance": req.hook_instance,
+                "service": service.id,
+                "hook": req.hook,
+                "orders": len(orders),
+                "cards": len(cards),
+                "silent": silent,
+                "outcome": [f"{f.study or '-'}:{f.verdict}:{f.reason}" for f in findings],
+                "data": origin,
+                "latency_ms": round(latency, 1),
+                "client": g.get("client_iss"),
+            }
+        },
     )
     if silent:
         return _json({"cards": []})
@@ -151,14 +156,44 @@ def feedback(service_id: str) -> Response:
         if item.outcome == "overridden" and item.card_uuid and days:
             snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
     logger.info(
-        "feedback service=%s items=%d stored=%d snoozes=%d missing=%s",
-        service_id,
-        len(items),
-        stored,
-        snoozes,
-        ",".join(sorted({m for i in items for m in i.missing})) or "-",
+        "feedback",
+        extra={
+            "fields": {
+                "event": "feedback",
+                "service": service_id,
+                "items": len(items),
+                "stored": stored,
+                "snoozes": snoozes,
+                "missing": sorted({m for i in items for m in i.missing}),
+                "client": g.get("client_iss"),
+            }
+        },
     )
     return _json({"received": len(items), "stored": stored})
+
+
+AUTHENTICATED = frozenset({"cds.discovery", "cds.call_service", "cds.feedback"})
+
+
+@bp.before_app_request
+def _authenticate() -> None:
+    """Every CDS endpoint needs a valid client JWT when trusted issuers are configured."""
+    verifier = get_state().verifier
+    if verifier is None or request.endpoint not in AUTHENTICATED or request.method == "OPTIONS":
+        return
+    audience = public_base_url() + request.path
+    claims = verifier.verify(request.headers.get("Authorization"), audience)
+    issuer = verifier.issuers[claims["iss"]]
+    g.client_iss = issuer.iss
+    g.issuer_fhir_servers = issuer.fhir_servers
+
+
+@bp.after_app_request
+def _headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith("/cds-services"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def public_base_url() -> str:

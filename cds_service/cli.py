@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -14,16 +16,43 @@ from .config import SettingsError, load_settings
 from .errors import MappingError
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
 
     from . import create_app
+    from .auth import IssuersError
 
     try:
         app = create_app()
-    except (MappingError, SettingsError) as exc:
+    except (MappingError, SettingsError, IssuersError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
         return 2
+    state = app.extensions["cds_service"]
+    if state.verifier is None and not _is_loopback(args.host):
+        if not args.allow_unauthenticated:
+            print(
+                f"cds-service: refusing to serve on {args.host} without client authentication: "
+                "set CDS_JWT_ISSUERS_FILE, bind a loopback address, or pass "
+                "--allow-unauthenticated (for a network you fully control)",
+                file=sys.stderr,
+            )
+            return 2
+        logging.getLogger("cds_service").warning(
+            "!!! UNAUTHENTICATED on %s: any client that reaches this port can send PHI and "
+            "read advice. Set CDS_JWT_ISSUERS_FILE for production. !!!",
+            args.host,
+        )
+    gunicorn.http.wsgi.SERVER = ""  # no server banner in responses
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -173,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=int(os.environ.get("CDS_WORKERS", "2")))
     serve.add_argument("--threads", type=int, default=int(os.environ.get("CDS_THREADS", "4")))
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve a non-loopback address without CDS_JWT_ISSUERS_FILE (logs a loud warning)",
+    )
     serve.set_defaults(func=_serve)
     evaluate = sub.add_parser("evaluate", help="print the response to a CDS Hooks request file")
     evaluate.add_argument("request")

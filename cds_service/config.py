@@ -48,6 +48,12 @@ class Settings:
     auto_migrate: bool = True
     # Site configuration (TOML): silent mode, studies that warn, max cards, snooze periods.
     config_file: Path | None = None
+    # Client authentication (CDS Hooks JWT): trusted issuers; none means unauthenticated,
+    # which `cds-service serve` allows on loopback addresses only.
+    jwt_issuers_file: Path | None = None
+    jwt_skew: int = 60
+    trust_proxy: bool = False  # honour X-Forwarded-* (behind a reverse proxy you control)
+    cors_origins: tuple[str, ...] | None = None  # None: "*" when unauthenticated, else none
     max_body_bytes: int = 5 * 1024 * 1024
     # Overall budget for FHIR queries of one hook call, in seconds.
     fhir_timeout: float = 2.5
@@ -69,6 +75,10 @@ _ENV_TYPES: dict[str, type] = {
     "audit_key": str,
     "auto_migrate": bool,
     "config_file": Path,
+    "jwt_issuers_file": Path,
+    "jwt_skew": int,
+    "trust_proxy": bool,
+    "cors_origins": tuple,
     "max_body_bytes": int,
     "fhir_timeout": float,
     "fhir_server_allowlist": tuple,

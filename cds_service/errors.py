@@ -134,11 +134,16 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         original = getattr(exc, "original_exception", None) or exc
         logger.error(
-            "unhandled error on %s %s (hookInstance %s)",
-            request.method,
-            request.path,
-            g.get("hook_instance", "-"),
+            "unhandled error",
             exc_info=original,
+            extra={
+                "fields": {
+                    "event": "error",
+                    "method": request.method,
+                    "path": request.path,
+                    "hookInstance": g.get("hook_instance"),
+                }
+            },
         )
         return _respond(
             500, operation_outcome("exception", "Internal error; the service logged the details")

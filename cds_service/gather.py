@@ -38,7 +38,7 @@ def gather(
     session: requests.Session,
     executor: Executor,
     budget: float,
-    allowlist: Sequence[str] = (),
+    allowlists: Sequence[Sequence[str]] = (),
 ) -> tuple[dict[str, Resources], dict[str, str]]:
     """Resources per prefetch key, and where each key's data came from (for the audit)."""
     deadline = time.monotonic() + budget
@@ -50,7 +50,7 @@ def gather(
     refused = ""
     client = None
     if req.fhir_server:
-        if server_allowed(req.fhir_server, allowlist):
+        if all(server_allowed(req.fhir_server, allowlist) for allowlist in allowlists):
             client = FhirClient(session, req.fhir_server, req.access_token, deadline)
         else:
             refused = "the fhirServer is not on this service's allow-list"

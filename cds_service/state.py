@@ -9,6 +9,7 @@ from typing import Any
 import requests
 from flask import current_app
 
+from .auth import Verifier
 from .config import Settings, SiteConfig
 from .mappings import Knowledge
 from .rules import Windows
@@ -29,6 +30,7 @@ class State:
     windows: Windows
     http: requests.Session
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
+    verifier: Verifier | None  # None: unauthenticated (loopback only, see cli.serve)
 
 
 def get_state() -> State:

@@ -259,8 +259,10 @@ def test_logs_carry_no_patient_data_or_token(
     with caplog.at_level("DEBUG"):
         response = client.post(SELECT, json=body)
     assert response.status_code == 200
-    text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "hookInstance=" in text and "pet-ct" in text
+    from cds_service.logs import JsonFormatter
+
+    text = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert '"hookInstance"' in text and "pet-ct" in text
     patient = body["prefetch"]["patient"]
     for secret in (
         "SECRET-TOKEN-123",
