@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from datetime import date
 from typing import Any
 
@@ -200,6 +201,15 @@ def public_base_url() -> str:
     """The service's external base URL: configured, else the one this request came in on."""
     configured = get_state().settings.public_base_url
     return (configured or request.url_root).rstrip("/")
+
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 description of this service (also what the fuzz tests generate from)."""
+    return Response(OPENAPI.read_bytes(), mimetype="application/json")
 
 
 @bp.get(HANDOUT_PATH)

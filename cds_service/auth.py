@@ -118,6 +118,7 @@ class Verifier:
         skew: int = 60,
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuers = dict(issuers)
         self.remember_jti = remember_jti
@@ -125,6 +126,7 @@ class Verifier:
         self.skew = skew
         self.clock = clock
         self.jwks_timeout = jwks_timeout
+        self.monotonic = monotonic
         self._static = {
             iss: _key_set(cfg.jwks, iss) for iss, cfg in self.issuers.items() if cfg.jwks
         }
@@ -208,11 +210,9 @@ class Verifier:
             raise Unauthorized("unknown kid")
         with self._lock:
             cached = self._remote.setdefault(issuer.iss, _RemoteKeys())
-            if (
-                kid not in cached.keys
-                and time.monotonic() - cached.fetched_at >= JWKS_REFRESH_SECONDS
-            ):
-                cached.fetched_at = time.monotonic()  # at most one fetch a minute, even on failure
+            stale = self.monotonic() - cached.fetched_at >= JWKS_REFRESH_SECONDS
+            if kid not in cached.keys and stale:
+                cached.fetched_at = self.monotonic()  # one fetch a minute at most, even on failure
                 cached.keys = self._fetch(issuer)
             key = cached.keys.get(kid)
         if key is None:

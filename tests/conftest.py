@@ -60,3 +60,57 @@ def client(app: Flask) -> Iterator[FlaskClient]:
 
 
 from .databases import db_url, postgres_server  # noqa: E402,F401  (fixtures)
+
+# --- the JSON log of the whole run must hold no PHI, token or JWT ---------------------------
+
+RUN_LOG = Path(tempfile.mkdtemp(prefix="cds-test-log-")) / "run.jsonl"
+
+
+def _sentinels() -> set[str]:
+    """Patient ids and names of every fixture, and the tokens the tests send."""
+    found = {"SECRET-TOKEN-123", "sentinel-access-token-7f3a"}
+    for path in (FIXTURES / "patients").glob("*.json"):
+        for entry in load_json(path)["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] == "Patient":
+                found.add(resource["id"])
+                for name in resource.get("name", []):
+                    found.update(n for n in [name.get("family"), *name.get("given", [])] if n)
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import logging
+
+    from cds_service.logs import JsonFormatter
+
+    handler = logging.FileHandler(RUN_LOG, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger("cds_service").addHandler(handler)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not RUN_LOG.exists():
+        return
+    text = RUN_LOG.read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if line.strip()]
+    problems = []
+    for number, line in enumerate(lines, 1):
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            problems.append(f"line {number} is not JSON")
+    leaked = sorted(s for s in _sentinels() if s in text)
+    if "eyJ" in text:
+        leaked.append("a JWT (eyJ...)")
+    if leaked:
+        problems.append(f"sentinels in the log: {leaked}")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if problems:
+        if reporter:
+            reporter.write_line(
+                f"JSON log check FAILED ({RUN_LOG}): {'; '.join(problems)}", red=True
+            )
+        session.exitstatus = 1
+    elif reporter:
+        reporter.write_line(f"JSON log check: {len(lines)} lines, no PHI, token or JWT ({RUN_LOG})")
