@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import orjson
