@@ -10,12 +10,16 @@ type and the failing element, never a value.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
@@ -142,8 +146,64 @@ def _first_date(resource: Mapping[str, Any], *paths: str) -> date | None:
     return None
 
 
+class _ValidationCache:
+    """Outcomes of validating identical resource content: order-select re-fires many times per
+    order session with the same record, so each resource is validated once, not on every call.
+    Keyed by a digest of the canonical JSON; bounded (least recently used entries go)."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self.entries: OrderedDict[bytes, tuple[str, ...]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: bytes) -> tuple[str, ...] | None:
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None:
+                self.entries.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, value: tuple[str, ...]) -> None:
+        with self.lock:
+            self.entries[key] = value
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+
+
+_VALIDATED = _ValidationCache()
+
+
 def _validate(resource: Mapping[str, Any], where: str) -> list[str]:
     """Validate with fhir.resources R4B; return the failing element paths (empty when valid)."""
+    try:
+        key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16)
+    except TypeError:
+        return _validate_now(resource, where)
+    digest = key.digest()
+    cached = _VALIDATED.get(digest)
+    if cached is None:
+        cached = tuple(_validate_now(resource, where))
+        _VALIDATED.put(digest, cached)
+    elif cached:
+        _log_invalid(resource, where, list(cached))
+    return list(cached)
+
+
+def _log_invalid(resource: Mapping[str, Any], where: str, locations: list[str]) -> None:
+    logger.warning(
+        "invalid resource read leniently",
+        extra={
+            "fields": {
+                "event": "invalid-resource",
+                "resourceType": str(resource.get("resourceType"))[:40],
+                "at": where,
+                "elements": locations[:5],
+            }
+        },
+    )
+
+
+def _validate_now(resource: Mapping[str, Any], where: str) -> list[str]:
     try:
         model = get_fhir_model_class(str(resource.get("resourceType")))
     except (KeyError, ValueError):
@@ -152,12 +212,7 @@ def _validate(resource: Mapping[str, Any], where: str) -> list[str]:
         model.model_validate(resource)
     except ValidationError as exc:
         locations = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
-        logger.warning(
-            "invalid %s at %s: %s (read leniently)",
-            resource.get("resourceType"),
-            where,
-            ", ".join(locations[:5]),
-        )
+        _log_invalid(resource, where, locations)
         return locations
     return []
 

@@ -36,6 +36,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -201,34 +202,40 @@ class Store:
         data_origin: str,
         verdicts: Sequence[VerdictRow],
     ) -> int:
-        with self.session() as s:
-            call = Call(
-                received_at=now(),
-                service_id=service_id,
-                hook=hook,
-                hook_instance=hook_instance,
-                patient_hash=self.patient_hash(patient_id) if patient_id else None,
-                latency_ms=latency_ms,
-                silent=silent,
-                data_origin=data_origin[:400],
-            )
-            s.add(call)
-            s.flush()
-            for v in verdicts:
-                s.add(
-                    Verdict(
-                        call_id=call.id,
-                        order_ref=v.order_ref[:200],
-                        study=v.study,
-                        verdict=v.verdict,
-                        rule=v.rule[:120],
-                        indicator=v.indicator,
-                        card_uuid=v.card_uuid,
-                        consult_id=v.consult_id,
-                        suggestions=json.dumps(list(v.suggestions)),
-                    )
+        """One transaction, Core inserts (this runs on every hook call)."""
+        with self.engine.begin() as connection:
+            call_id = connection.execute(
+                insert(Call).returning(Call.id),
+                {
+                    "received_at": now(),
+                    "service_id": service_id,
+                    "hook": hook,
+                    "hook_instance": hook_instance,
+                    "patient_hash": self.patient_hash(patient_id) if patient_id else None,
+                    "latency_ms": latency_ms,
+                    "silent": silent,
+                    "data_origin": data_origin[:400],
+                },
+            ).scalar_one()
+            if verdicts:
+                connection.execute(
+                    insert(Verdict),
+                    [
+                        {
+                            "call_id": call_id,
+                            "order_ref": v.order_ref[:200],
+                            "study": v.study,
+                            "verdict": v.verdict,
+                            "rule": v.rule[:120],
+                            "indicator": v.indicator,
+                            "card_uuid": v.card_uuid,
+                            "consult_id": v.consult_id,
+                            "suggestions": json.dumps(list(v.suggestions)),
+                        }
+                        for v in verdicts
+                    ],
                 )
-            return call.id
+            return int(call_id)
 
     # --- feedback ------------------------------------------------------------------------
 
@@ -284,8 +291,8 @@ class Store:
             return True
 
     def snoozed_studies(self, patient_id: str, today: date) -> frozenset[str]:
-        with self.session() as s:
-            rows = s.execute(
+        with self.engine.connect() as connection:
+            rows = connection.execute(
                 select(Snooze.study).where(
                     Snooze.patient_hash == self.patient_hash(patient_id), Snooze.until >= today
                 )
