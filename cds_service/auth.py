@@ -25,7 +25,7 @@ import jwt
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import Unauthorized
+from .errors import Unauthorized, first_problem
 
 logger = logging.getLogger("cds_service.auth")
 
@@ -72,9 +72,8 @@ def load_issuers(path: Path) -> dict[str, IssuerConfig]:
     except (OSError, json.JSONDecodeError) as exc:
         raise IssuersError(f"CDS_JWT_ISSUERS_FILE {path}: {exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise IssuersError(f"CDS_JWT_ISSUERS_FILE {path}: {where}: {first['msg']}") from exc
+        where, message = first_problem(exc)
+        raise IssuersError(f"CDS_JWT_ISSUERS_FILE {path}: {where}: {message}") from exc
     issuers: dict[str, IssuerConfig] = {}
     for entry in doc.issuers:
         if entry.iss in issuers:

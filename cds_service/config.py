@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import first_problem
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -159,6 +161,5 @@ def load_site_config(path: Path | None) -> SiteConfig:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"CDS_CONFIG_FILE {path}: {exc}") from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SettingsError(f"CDS_CONFIG_FILE {path}: {where}: {first['msg']}") from exc
+        where, message = first_problem(exc)
+        raise SettingsError(f"CDS_CONFIG_FILE {path}: {where}: {message}") from exc

@@ -73,6 +73,13 @@ class MappingError(Exception):
         self.message = message
 
 
+def first_problem(exc: Any) -> tuple[str, str]:
+    """(dotted location, message) of a pydantic ValidationError's first error, for start-up
+    messages that name the entry at fault."""
+    first = exc.errors()[0]
+    return ".".join(str(part) for part in first["loc"]), str(first["msg"])
+
+
 _HTTP_ISSUE_CODES = {
     400: "invalid",
     401: "login",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import MappingError
+from .errors import MappingError, first_problem
 
 Verification = Literal["V", "V2", "P", "U"]
 USABLE_STRICT = frozenset({"V", "V2"})
@@ -193,9 +193,7 @@ class TextPatternsFile(_Strict):
 
 
 def _fail(path: Path, exc: ValidationError) -> MappingError:
-    first = exc.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    return MappingError(str(path), location, first["msg"])
+    return MappingError(str(path), *first_problem(exc))
 
 
 def _read_json(path: Path) -> Any:
