@@ -1,0 +1,1 @@
+"""Performance benchmark of the CDS Hooks service: ``python -m bench`` (see bench/README.md)."""
