@@ -13,13 +13,13 @@ from flask import Blueprint, Response, g, render_template, request
 
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
-from .fhir import build_facts, find_draft, parse_orders
+from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather
 from .hooks import parse_feedback, parse_request, response_body
 from .policy import apply_policy, limit_cards, parse_client_options
-from .rules import evaluate, judge_without_record, needs_record
+from .rules import cited, evaluate, judge_without_record, needs_record
 from .state import get_state
-from .store import VerdictRow
+from .store import VerdictRow, now
 
 bp = Blueprint("cds", __name__)
 logger = logging.getLogger("cds_service.api")
@@ -69,8 +69,10 @@ def call_service(service_id: str) -> Response:
             state.settings.fhir_timeout,
             [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
         )
-        facts = build_facts(resources, knowledge.codes)
+        sources: Sources = {}
+        facts = build_facts(resources, knowledge.codes, sources)
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
+        validate_cited(cited(findings), sources)
     else:
         findings = judge_without_record(orders, knowledge)
     snoozed: frozenset[str] = frozenset()
@@ -92,6 +94,7 @@ def call_service(service_id: str) -> Response:
     sent = {c["uuid"] for c in cards} if not silent else set()
     latency = (time.perf_counter() - started) * 1000
     state.store.record_call(
+        received_at=now(),
         service_id=service.id,
         hook=req.hook,
         hook_instance=req.hook_instance,

@@ -87,5 +87,4 @@ class PatientFacts:
     observations: tuple[ObservationFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
     medications: tuple[MedicationFact, ...] = ()
-    skipped: int = 0  # resources that were invalid and skipped
     notes: tuple[str, ...] = field(default=())

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -418,16 +418,27 @@ def _profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(c for c in found if c)
 
 
+Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
+
+
 def build_facts(
-    resources: Mapping[str, Sequence[Mapping[str, Any]]], code_map: CodeMap
+    resources: Mapping[str, Sequence[Mapping[str, Any]]],
+    code_map: CodeMap,
+    sources: Sources | None = None,
 ) -> PatientFacts:
-    """Reduce the record (resources grouped by prefetch key) to the facts the rules read."""
+    """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
+
+    Only resources with a code the rules know are read at all. They are read leniently (an
+    element of the wrong shape counts as absent, which the rules treat conservatively) and not
+    validated here: full validation costs ~0.4 ms a resource, and records run to thousands.
+    ``sources`` collects where each fact came from, so that ``validate_cited`` can validate the
+    few records a card cites.
+    """
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
     patient: Mapping[str, Any] = {}
-    invalid = 0
     for key, items in resources.items():
         for index, raw in enumerate(items):
             rtype = raw.get("resourceType")
@@ -455,8 +466,8 @@ def build_facts(
                 continue
             if not relevant:
                 continue
-            if _validate(raw, f"prefetch.{key}[{index}]"):
-                invalid += 1
+            if sources is not None:
+                sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
             if rtype == "Condition":
                 conditions.append(_condition(raw, concepts, code_map))
             elif rtype == "Observation":
@@ -472,5 +483,20 @@ def build_facts(
         observations=tuple(observations),
         procedures=tuple(procedures),
         medications=tuple(medications),
-        skipped=invalid,
     )
+
+
+def validate_cited(cited: Iterable[tuple[str, str]], sources: Sources) -> int:
+    """Validate, with fhir.resources R4B, the records a card cites as evidence; an invalid one
+    is logged (type and element, never a value). Returns how many were invalid."""
+    invalid = 0
+    for key in dict.fromkeys(cited):
+        found = sources.get(key)
+        if found is not None and _validate(found[1], found[0]):
+            invalid += 1
+    return invalid
+
+
+def count_invalid(resources: Iterable[Mapping[str, Any]]) -> int:
+    """How many of these resources fail R4 validation (tools and tests; not the hot path)."""
+    return sum(1 for index, r in enumerate(resources) if _validate(r, f"resource[{index}]"))

@@ -663,3 +663,14 @@ def judge_without_record(orders: Sequence[OrderFact], knowledge: Knowledge) -> l
         reason = "not-a-recognised-study" if study is None else "not-a-variant-10-study"
         findings.append(Finding(order, study, "silent", reason))
     return findings
+
+
+def cited(findings: Iterable[Finding]) -> list[tuple[str, str]]:
+    """(resource type, id) of every record a card will name, warning or info."""
+    out = []
+    for f in findings:
+        if f.verdict == "silent":
+            continue
+        out += [(e.kind, e.id) for e in (*f.evidence, *f.long_standing)]
+        out += [(s.evidence.kind, s.evidence.id) for s in f.symptoms if s.evidence]
+    return out

@@ -9,13 +9,18 @@ snoozes be correlated without them. Nothing here imports Flask.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import hmac
 import json
+import logging
 import os
+import queue
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -45,6 +50,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+logger = logging.getLogger("cds_service.store")
 
 
 class Base(DeclarativeBase):
@@ -165,23 +171,89 @@ class FeedbackItem:
         return "nocard|" + hashlib.sha256(raw.encode()).hexdigest()
 
 
+class AuditWriter:
+    """A per-process background thread that writes queued audit rows in batches.
+
+    Started on first use in each process (gunicorn forks workers after the app is built, and
+    threads do not survive a fork). A batch that cannot be written is logged and dropped: the
+    audit must never take a hook call down with it.
+    """
+
+    def __init__(self, write: Callable[[Sequence[Mapping[str, Any]]], None]) -> None:
+        self.write = write
+        self.queue: queue.Queue[Mapping[str, Any]] = queue.Queue(maxsize=10_000)
+        self.pid = -1
+        self.lock = threading.Lock()
+
+    def _ensure_thread(self) -> None:
+        if self.pid == os.getpid():
+            return
+        with self.lock:
+            if self.pid != os.getpid():
+                self.queue = queue.Queue(maxsize=10_000)
+                threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
+                self.pid = os.getpid()
+                atexit.register(self.flush, 5.0)
+
+    def submit(self, item: Mapping[str, Any]) -> None:
+        self._ensure_thread()
+        try:
+            self.queue.put(item, timeout=1.0)
+        except queue.Full:
+            logger.error(
+                "audit queue full: one call not audited",
+                extra={"fields": {"event": "audit-dropped"}},
+            )
+
+    def flush(self, timeout: float = 10.0) -> None:
+        if self.pid != os.getpid():
+            return
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def _run(self) -> None:
+        source = self.queue
+        while True:
+            batch = [source.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(source.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self.write(batch)
+            except Exception:  # noqa: BLE001 - the audit never takes the service down
+                logger.exception(
+                    "audit batch not written",
+                    extra={"fields": {"event": "audit-error", "calls": len(batch)}},
+                )
+            finally:
+                for _ in batch:
+                    source.task_done()
+
+
 class Store:
     """Engine, sessions and the few queries the service makes."""
 
     def __init__(self, url: str, audit_key: bytes) -> None:
         self.url = url
         self.audit_key = audit_key
+        self.writer = AuditWriter(self.write_calls)
         self.engine: Engine = create_engine(url, **_engine_options(url))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
-        """Close every pooled connection (tests, CLI commands)."""
+        """Write what is queued, then close every pooled connection (tests, CLI commands)."""
+        self.flush()
         self.engine.dispose()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
+        """A transaction that sees every audit row queued so far."""
+        self.flush()
         with self.sessions.begin() as session:
             yield session
 
@@ -190,52 +262,51 @@ class Store:
 
     # --- audit ---------------------------------------------------------------------------
 
-    def record_call(
-        self,
-        *,
-        service_id: str,
-        hook: str,
-        hook_instance: str,
-        patient_id: str | None,
-        latency_ms: float,
-        silent: bool,
-        data_origin: str,
-        verdicts: Sequence[VerdictRow],
-    ) -> int:
-        """One transaction, Core inserts (this runs on every hook call)."""
+    def record_call(self, **call: Any) -> None:
+        """Queue one hook call's audit (written by a background thread in batches, so the
+        database is not on the hook's critical path; ``flush()`` waits for it)."""
+        self.writer.submit(call)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        self.writer.flush(timeout)
+
+    def write_calls(self, calls: Sequence[Mapping[str, Any]]) -> None:
+        """Write queued calls and their verdicts in one transaction."""
         with self.engine.begin() as connection:
-            call_id = connection.execute(
-                insert(Call).returning(Call.id),
-                {
-                    "received_at": now(),
-                    "service_id": service_id,
-                    "hook": hook,
-                    "hook_instance": hook_instance,
-                    "patient_hash": self.patient_hash(patient_id) if patient_id else None,
-                    "latency_ms": latency_ms,
-                    "silent": silent,
-                    "data_origin": data_origin[:400],
-                },
-            ).scalar_one()
-            if verdicts:
-                connection.execute(
-                    insert(Verdict),
-                    [
-                        {
-                            "call_id": call_id,
-                            "order_ref": v.order_ref[:200],
-                            "study": v.study,
-                            "verdict": v.verdict,
-                            "rule": v.rule[:120],
-                            "indicator": v.indicator,
-                            "card_uuid": v.card_uuid,
-                            "consult_id": v.consult_id,
-                            "suggestions": json.dumps(list(v.suggestions)),
-                        }
-                        for v in verdicts
-                    ],
-                )
-            return int(call_id)
+            for call in calls:
+                patient_id = call.get("patient_id")
+                call_id = connection.execute(
+                    insert(Call).returning(Call.id),
+                    {
+                        "received_at": call["received_at"],
+                        "service_id": call["service_id"],
+                        "hook": call["hook"],
+                        "hook_instance": call["hook_instance"],
+                        "patient_hash": self.patient_hash(patient_id) if patient_id else None,
+                        "latency_ms": call["latency_ms"],
+                        "silent": call["silent"],
+                        "data_origin": call["data_origin"][:400],
+                    },
+                ).scalar_one()
+                verdicts: Sequence[VerdictRow] = call["verdicts"]
+                if verdicts:
+                    connection.execute(
+                        insert(Verdict),
+                        [
+                            {
+                                "call_id": call_id,
+                                "order_ref": v.order_ref[:200],
+                                "study": v.study,
+                                "verdict": v.verdict,
+                                "rule": v.rule[:120],
+                                "indicator": v.indicator,
+                                "card_uuid": v.card_uuid,
+                                "consult_id": v.consult_id,
+                                "suggestions": json.dumps(list(v.suggestions)),
+                            }
+                            for v in verdicts
+                        ],
+                    )
 
     # --- feedback ------------------------------------------------------------------------
 
@@ -304,7 +375,7 @@ class Store:
     def remember_token(self, iss: str, jti: str, expires_at: datetime) -> bool:
         """True the first time this (iss, jti) is seen; False for a replay (any worker)."""
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
-        with self.session() as s:
+        with self.engine.begin() as s:  # no flush of the audit queue: this is the hot path
             s.execute(delete(SeenToken).where(SeenToken.expires_at < now()))
             insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             result = s.execute(
