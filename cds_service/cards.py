@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -327,7 +326,7 @@ def rating_action(
     if draft is None or finding.study in (None, "tumor-marker"):
         return None
     rating = "not-appropriate" if finding.verdict == "warn" else "no-criteria-apply"
-    resource = copy.deepcopy(dict(draft))
+    resource = dict(draft)  # shallow: only "extension" is replaced, nothing nested is changed
     ours = {
         PAMA + name for name in ("pama-rating", "pama-rating-consult-id", "pama-rating-auc-applied")
     }
@@ -384,15 +383,15 @@ def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Prese
         if builder is None:
             continue
         card = builder(finding, knowledge, where)
-        card["extension"] = {
-            EXTENSION_KEY: {
-                "order": finding.order.reference,
-                "study": finding.study,
-                "verdict": finding.verdict,
-                "rule": finding.reason,
-                "consultId": consult_ids.get(finding.order.reference),
-            }
+        ours = {
+            "order": finding.order.reference,
+            "study": finding.study,
+            "verdict": finding.verdict,
+            "rule": finding.reason,
         }
+        if finding.order.reference in consult_ids:
+            ours["consultId"] = consult_ids[finding.order.reference]
+        card["extension"] = {EXTENSION_KEY: ours}
         cards.append(card)
         card_for[finding.order.reference] = card
     return Advice(cards, actions, consult_ids, card_for)

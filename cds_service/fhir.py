@@ -86,12 +86,16 @@ def parse_date(value: Any) -> date | None:
         return None
 
 
+_EMPTY: Mapping[str, Any] = {}
+
+
 def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # JSON objects arrive as dicts: the concrete check is much cheaper than an ABC check.
+    return value if type(value) is dict else _EMPTY
 
 
 def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, list) else []
+    return value if type(value) is list else ()
 
 
 def _str(value: Any) -> str | None:

@@ -51,6 +51,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 logger = logging.getLogger("cds_service.store")
+SNOOZE_CACHE_SECONDS = 10.0
 
 
 class Base(DeclarativeBase):
@@ -240,6 +241,7 @@ class Store:
         self.url = url
         self.audit_key = audit_key
         self.writer = AuditWriter(self.write_calls)
+        self._snooze_cache: dict[tuple[str, date], tuple[float, frozenset[str]]] = {}
         self.engine: Engine = create_engine(url, **_engine_options(url))
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -359,16 +361,26 @@ class Store:
             s.execute(
                 insert(Snooze).values(**values).on_conflict_do_nothing(index_elements=["card_uuid"])
             )
-            return True
+        self._snooze_cache.clear()
+        return True
 
     def snoozed_studies(self, patient_id: str, today: date) -> frozenset[str]:
+        """Studies snoozed for this patient. Cached per process for SNOOZE_CACHE_SECONDS (a
+        snooze set through another worker takes effect within that time; through this one, at
+        once)."""
+        key = (self.patient_hash(patient_id), today)
+        cached = self._snooze_cache.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(Snooze.study).where(
-                    Snooze.patient_hash == self.patient_hash(patient_id), Snooze.until >= today
-                )
+                select(Snooze.study).where(Snooze.patient_hash == key[0], Snooze.until >= today)
             ).scalars()
-            return frozenset(rows)
+            found = frozenset(rows)
+        if len(self._snooze_cache) > 10_000:
+            self._snooze_cache.clear()
+        self._snooze_cache[key] = (time.monotonic() + SNOOZE_CACHE_SECONDS, found)
+        return found
 
     # --- JWT replay ----------------------------------------------------------------------
 
