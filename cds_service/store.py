@@ -273,42 +273,48 @@ class Store:
         self.writer.flush(timeout)
 
     def write_calls(self, calls: Sequence[Mapping[str, Any]]) -> None:
-        """Write queued calls and their verdicts in one transaction."""
+        """Write queued calls and their verdicts in one transaction and two statements (the
+        call ids come back from one multi-row INSERT ... RETURNING, in parameter order)."""
+        rows = [
+            {
+                "received_at": call["received_at"],
+                "service_id": call["service_id"],
+                "hook": call["hook"],
+                "hook_instance": call["hook_instance"],
+                "patient_hash": self.patient_hash(call["patient_id"])
+                if call.get("patient_id")
+                else None,
+                "latency_ms": call["latency_ms"],
+                "silent": call["silent"],
+                "data_origin": call["data_origin"][:400],
+            }
+            for call in calls
+        ]
         with self.engine.begin() as connection:
-            for call in calls:
-                patient_id = call.get("patient_id")
-                call_id = connection.execute(
-                    insert(Call).returning(Call.id),
-                    {
-                        "received_at": call["received_at"],
-                        "service_id": call["service_id"],
-                        "hook": call["hook"],
-                        "hook_instance": call["hook_instance"],
-                        "patient_hash": self.patient_hash(patient_id) if patient_id else None,
-                        "latency_ms": call["latency_ms"],
-                        "silent": call["silent"],
-                        "data_origin": call["data_origin"][:400],
-                    },
-                ).scalar_one()
-                verdicts: Sequence[VerdictRow] = call["verdicts"]
-                if verdicts:
-                    connection.execute(
-                        insert(Verdict),
-                        [
-                            {
-                                "call_id": call_id,
-                                "order_ref": v.order_ref[:200],
-                                "study": v.study,
-                                "verdict": v.verdict,
-                                "rule": v.rule[:120],
-                                "indicator": v.indicator,
-                                "card_uuid": v.card_uuid,
-                                "consult_id": v.consult_id,
-                                "suggestions": json.dumps(list(v.suggestions)),
-                            }
-                            for v in verdicts
-                        ],
-                    )
+            ids = (
+                connection.execute(
+                    insert(Call).returning(Call.id, sort_by_parameter_order=True), rows
+                )
+                .scalars()
+                .all()
+            )
+            verdicts = [
+                {
+                    "call_id": call_id,
+                    "order_ref": v.order_ref[:200],
+                    "study": v.study,
+                    "verdict": v.verdict,
+                    "rule": v.rule[:120],
+                    "indicator": v.indicator,
+                    "card_uuid": v.card_uuid,
+                    "consult_id": v.consult_id,
+                    "suggestions": json.dumps(list(v.suggestions)),
+                }
+                for call_id, call in zip(ids, calls, strict=True)
+                for v in call["verdicts"]
+            ]
+            if verdicts:
+                connection.execute(insert(Verdict), verdicts)
 
     # --- feedback ------------------------------------------------------------------------
 
