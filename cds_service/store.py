@@ -52,6 +52,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 logger = logging.getLogger("cds_service.store")
 SNOOZE_CACHE_SECONDS = 10.0
+AUDIT_BATCH_SECONDS = 0.05
 
 
 class Base(DeclarativeBase):
@@ -217,9 +218,14 @@ class AuditWriter:
         source = self.queue
         while True:
             batch = [source.get()]
+            # Gather for a moment: one transaction for many calls costs far less than one each.
+            deadline = time.monotonic() + AUDIT_BATCH_SECONDS
             while len(batch) < 500:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
                 try:
-                    batch.append(source.get_nowait())
+                    batch.append(source.get(timeout=remaining))
                 except queue.Empty:
                     break
             try:
