@@ -5,6 +5,7 @@ The WSGI entry point is ``create_app()``: ``gunicorn 'cds_service:create_app()'`
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,16 @@ def _check_site(site: SiteConfig, knowledge: Knowledge) -> None:
     months = {round(m * 365 / 12) for m in site.snooze_months}
     if not months <= offered:
         raise SettingsError("CDS_CONFIG_FILE: snooze_months: no override reason for some periods")
+
+
+def _tune_gc() -> None:
+    """A hook call on a large record allocates hundreds of thousands of short-lived objects
+    (parsed JSON); with the default thresholds the collector rescans them many times per call.
+    Objects alive at start-up are frozen out of its reach; later generations run less often.
+    Measured with bench/ (5,000 resources: 186 → 106 ms in-process)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -113,4 +124,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     logs.configure()
+    _tune_gc()
     return app

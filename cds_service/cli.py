@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import json
 import logging
@@ -54,10 +53,6 @@ def _serve(args: argparse.Namespace) -> int:
             args.host,
         )
     gunicorn.http.wsgi.SERVER = ""  # no server banner in responses
-    # Workers fork from this process: move start-up objects (mapping index, model classes) out
-    # of the collector's reach, so workers neither rescan nor copy them.
-    gc.collect()
-    gc.freeze()
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
