@@ -103,12 +103,18 @@ def _str(value: Any) -> str | None:
 
 
 def _codings(concept: Any) -> list[tuple[str, str]]:
+    """(system, code) of a CodeableConcept's codings that have both (hot: inlined checks)."""
+    if type(concept) is not dict:
+        return []
+    codings = concept.get("coding")
+    if type(codings) is not list:
+        return []
     out = []
-    for coding in _list(_dict(concept).get("coding")):
-        c = _dict(coding)
-        system, code = _str(c.get("system")), _str(c.get("code"))
-        if system and code:
-            out.append((system, code))
+    for c in codings:
+        if type(c) is dict:
+            system, code = c.get("system"), c.get("code")
+            if type(system) is str and type(code) is str and system and code:
+                out.append((system, code))
     return out
 
 

@@ -227,6 +227,9 @@ class CodeSystems:
         return code
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class CodeMap:
     """``(system, code)`` → concept ids, with ICD-style prefix families; built once."""
@@ -236,10 +239,24 @@ class CodeMap:
     prefixes: Mapping[str, Mapping[str, frozenset[str]]]
     concepts: Mapping[str, ConceptDef]
     sources: Mapping[str, str] = field(default_factory=dict)  # concept id -> file name
+    # Memo of lookups: records repeat the same few codes thousands of times.
+    _memo: dict[tuple[str, str], frozenset[str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def lookup(self, system: str | None, code: str | None) -> frozenset[str]:
         if not system or not code:
-            return frozenset()
+            return _NOTHING
+        key = (system, code)
+        found = self._memo.get(key)
+        if found is None:
+            found = self._lookup(system, code)
+            if len(self._memo) > 200_000:  # codes come from clients: keep the memo bounded
+                self._memo.clear()
+            self._memo[key] = found
+        return found
+
+    def _lookup(self, system: str, code: str) -> frozenset[str]:
         canon = self.systems.canon(system)
         norm = self.systems.norm_code(canon, code)
         hit = self.exact.get((canon, norm), frozenset())
@@ -252,9 +269,11 @@ class CodeMap:
         return hit
 
     def lookup_all(self, codings: Iterable[tuple[str | None, str | None]]) -> frozenset[str]:
-        found: frozenset[str] = frozenset()
+        found = _NOTHING
         for system, code in codings:
-            found = found | self.lookup(system, code)
+            hit = self.lookup(system, code)
+            if hit:
+                found = found | hit if found else hit
         return found
 
     def codes_of(self, concept: str, systems: Iterable[str] | None = None) -> list[tuple[str, str]]:
