@@ -32,6 +32,7 @@ MATRIX = (
     served.Settings(2, 1),
     served.Settings(2, 4),
     served.Settings(4, 2),
+    served.Settings(4, 1),
 )
 
 # Targets (issue): seed >= 0.70x floor and p99 <= 25 ms at 16 connections; Synthea-size patient
@@ -51,8 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="seconds of warm-up load (default 1; quick 1)")
     p.add_argument("--budget", type=float, help="seconds per in-process measure (default 1.5)")
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=4)
+    # The defaults of `cds-service serve` (2 x cores sync workers, at most 8).
+    p.add_argument("--workers", type=int, default=min(2 * (os.cpu_count() or 1), 8))
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--matrix", action="store_true", help="also 1x1/2x1 sync, 2x4/4x2 gthread (seed)"
     )
