@@ -176,7 +176,8 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
     info = g.studies[finding.study or ""]
     name = _study_name(info, finding.order.text)
     summary = _fit(
-        f"{name}: Usually Not Appropriate for routine surveillance after breast cancer (ACR)"
+        f"{name} for routine surveillance of an asymptomatic breast cancer survivor: "
+        "Usually Not Appropriate (ACR)"
     )
     lines = [
         f"**{info.name}** ordered as *{finding.order.text or name}*.",
