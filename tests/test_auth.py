@@ -461,3 +461,31 @@ def test_replay_is_refused_across_worker_processes(issuers_file: Path, tmp_path:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_forwarded_headers_count_only_behind_a_trusted_proxy(
+    issuers_file: Path, tmp_path: Path
+) -> None:
+    """aud must name the URL the client called; behind a TLS proxy that is the forwarded one."""
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cds.example.org"}
+
+    def app(trust: bool) -> Flask:
+        return create_app(
+            {
+                "today": TODAY,
+                "jwt_issuers_file": str(issuers_file),
+                "instance_dir": str(tmp_path),
+                "cors_origins": "https://ehr.example.org",
+                "trust_proxy": trust,
+            }
+        )
+
+    def post(application: Flask) -> int:
+        headers = {"Authorization": f"Bearer {token()}", **forwarded}
+        response = application.test_client().post(
+            SELECT, json=seed(), headers=headers, base_url="http://10.0.0.5:8000"
+        )
+        return response.status_code
+
+    assert post(app(trust=True)) == 200
+    assert post(app(trust=False)) == 401  # the forwarded host is ignored: aud does not match
