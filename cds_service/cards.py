@@ -62,9 +62,10 @@ def _study_name(info: StudyInfo | None, fallback: str) -> str:
     return info.short or info.name
 
 
-def _source(knowledge: Knowledge) -> dict[str, Any]:
+def _source(knowledge: Knowledge, variant: int | None = None) -> dict[str, Any]:
     g = knowledge.guideline.guideline
-    return {"label": f"{SOURCE_LABEL} (Variant {g.variant})", "url": g.url, "topic": TOPIC}
+    label = f"{SOURCE_LABEL} (Variant {variant or g.variant})"
+    return {"label": label, "url": g.url, "topic": TOPIC}
 
 
 def _links(knowledge: Knowledge) -> list[dict[str, Any]]:
@@ -265,7 +266,7 @@ def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -
         "summary": _fit(summary),
         "indicator": "info",
         "detail": "\n".join(lines),
-        "source": _source(knowledge),
+        "source": _source(knowledge, variant=11),  # the symptomatic branch
         "links": [*_links(knowledge)[:1], *_links_with_handout(knowledge, where)[-1:]],
     }
 
@@ -331,7 +332,12 @@ def rating_action(
     ours = {
         PAMA + name for name in ("pama-rating", "pama-rating-consult-id", "pama-rating-auc-applied")
     }
-    kept = [e for e in resource.get("extension") or [] if e.get("url") not in ours]
+    existing = resource.get("extension")
+    kept = [
+        e
+        for e in (existing if isinstance(existing, list) else [])
+        if isinstance(e, dict) and e.get("url") not in ours
+    ]
     resource["extension"] = [
         *kept,
         {

@@ -332,8 +332,20 @@ def find_draft(draft_orders: Any, reference: str) -> Mapping[str, Any] | None:
 # Patient record
 
 
+def _onset_from_age(raw: Mapping[str, Any], birth: date | None) -> date | None:
+    """``onsetAge`` in years: the last day the patient had that age (conservative: recent)."""
+    age = _dict(raw.get("onsetAge"))
+    years = _number(age.get("value"))
+    if birth is None or years is None or age.get("code", "a") not in ("a", None):
+        return None
+    try:
+        return date(birth.year + int(years) + 1, birth.month, min(birth.day, 28))
+    except ValueError:
+        return None
+
+
 def _condition(
-    raw: Mapping[str, Any], concepts: frozenset[str], code_map: CodeMap
+    raw: Mapping[str, Any], concepts: frozenset[str], code_map: CodeMap, birth: date | None = None
 ) -> ConditionFact:
     stage_codings = [
         c for stage in _list(raw.get("stage")) for c in _codings(_dict(stage).get("summary"))
@@ -347,7 +359,7 @@ def _condition(
         label=_label(raw.get("code")),
         clinical_status=_status_code(raw.get("clinicalStatus")),
         verification=_status_code(raw.get("verificationStatus")),
-        onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start"),
+        onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start") or _onset_from_age(raw, birth),
         recorded=parse_date(raw.get("recordedDate")),
         abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
         stage_concepts=code_map.lookup_all(stage_codings),
@@ -365,7 +377,10 @@ def _observation(
         if high is not None:
             break
     interpretation = frozenset(
-        code for concept in _list(raw.get("interpretation")) for _, code in _codings(concept)
+        code
+        for concept in _list(raw.get("interpretation"))
+        for coding in _list(_dict(concept).get("coding"))
+        if (code := _str(_dict(coding).get("code")))
     )
     value_bool = raw.get("valueBoolean")
     return ObservationFact(
@@ -417,8 +432,8 @@ def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationF
         concepts=concepts,
         label=_label(raw.get("medicationCodeableConcept")),
         status=_str(raw.get("status")),
-        authored=parse_date(raw.get("authoredOn")),
-        ended=_first_date(raw, "dispenseRequest.validityPeriod.end"),
+        authored=_first_date(raw, "authoredOn", "effectiveDateTime", "effectivePeriod.start"),
+        ended=_first_date(raw, "dispenseRequest.validityPeriod.end", "effectivePeriod.end"),
     )
 
 
@@ -448,12 +463,15 @@ def build_facts(
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
-    patient: Mapping[str, Any] = {}
+    patient: Mapping[str, Any] = next(
+        (r for items in resources.values() for r in items if r.get("resourceType") == "Patient"),
+        {},
+    )
+    birth = parse_date(patient.get("birthDate"))
     for key, items in resources.items():
         for index, raw in enumerate(items):
             rtype = raw.get("resourceType")
             if rtype == "Patient":
-                patient = raw
                 continue
             if rtype == "Condition":
                 codings = _codings(raw.get("code"))
@@ -479,7 +497,7 @@ def build_facts(
             if sources is not None:
                 sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
             if rtype == "Condition":
-                conditions.append(_condition(raw, concepts, code_map))
+                conditions.append(_condition(raw, concepts, code_map, birth))
             elif rtype == "Observation":
                 observations.append(_observation(raw, concepts, values))
             elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):

@@ -40,6 +40,8 @@ class CodeEntry(_Strict):
     source: str = Field(min_length=1)
     verified: Verification
     match: Literal["exact", "prefix"] = "exact"
+    # A fallback prefix applies only to codes that no other entry maps (an ICD chapter).
+    fallback: bool = False
     note: str | None = None
 
     @field_validator("system")
@@ -157,6 +159,7 @@ class ReasonPatternsFile(_Strict):
     description: str
     surveillance: ReasonPatterns
     diagnostic: ReasonPatterns
+    filler: tuple[str, ...] = ()
 
 
 class OverrideConcept(_Strict):
@@ -238,6 +241,7 @@ class CodeMap:
     exact: Mapping[tuple[str, str], frozenset[str]]
     prefixes: Mapping[str, Mapping[str, frozenset[str]]]
     concepts: Mapping[str, ConceptDef]
+    fallbacks: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # concept id -> file name
     # Memo of lookups: records repeat the same few codes thousands of times.
     _memo: dict[tuple[str, str], frozenset[str]] = field(
@@ -266,6 +270,13 @@ class CodeMap:
                 more = families.get(norm[:end])
                 if more:
                     hit = hit | more
+        if not hit:
+            chapters = self.fallbacks.get(canon)
+            if chapters:
+                for end in range(len(norm), 0, -1):
+                    more = chapters.get(norm[:end])
+                    if more:
+                        return more
         return hit
 
     def lookup_all(self, codings: Iterable[tuple[str | None, str | None]]) -> frozenset[str]:
@@ -313,23 +324,48 @@ class TextMatcher:
     studies: tuple[_CompiledStudy, ...]
     surveillance_reasons: tuple[re.Pattern[str], ...] = ()
     diagnostic_reasons: tuple[re.Pattern[str], ...] = ()
+    filler: tuple[re.Pattern[str], ...] = ()
 
     def reason(self, text: str | None) -> str | None:
-        """ "surveillance", "diagnostic" or None (no text). Unreadable text counts as diagnostic."""
+        """Read a free-text order reason: "surveillance", "diagnostic" or None (no text).
+
+        Surveillance only when the whole text is surveillance phrases and filler words (an
+        allow-list); anything else, text we cannot read included, is a diagnostic work-up.
+        """
         if not text or not text.strip():
             return None
         norm = self.normalise(text)
         if any(p.search(norm) for p in self.diagnostic_reasons):
             return "diagnostic"
-        if any(p.search(norm) for p in self.surveillance_reasons):
-            return "surveillance"
-        return "diagnostic"
+        if not any(p.search(norm) for p in self.surveillance_reasons):
+            return "diagnostic"
+        rest = norm
+        for pattern in (*self.surveillance_reasons, *self.filler):
+            rest = pattern.sub(" ", rest)
+        return "diagnostic" if re.search(r"[A-Z]{2,}", rest) else "surveillance"
+
+    def mentions_finding(self, text: str | None) -> bool:
+        """Does the text name a symptom, finding or work-up (the 'diagnostic' patterns)?"""
+        if not text or not text.strip():
+            return False
+        norm = self.normalise(text)
+        return any(p.search(norm) for p in self.diagnostic_reasons)
 
     def normalise(self, text: str) -> str:
         out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
         for pattern, replacement in self.synonyms:
             out = pattern.sub(replacement, out)
         return _SPACES.sub(" ", out).strip()
+
+    def contradicts(self, study: str, text: str | None) -> bool:
+        """Does the order text carry one of the study's own exclusions (e.g. a CT chest code
+        with the text "CT chest PE protocol")?"""
+        if not text or not text.strip():
+            return False
+        norm = self.normalise(text)
+        return any(
+            p.search(norm) for entry in self.studies if entry.study == study for p in entry.exclude
+        )
 
     def match(self, text: str | None) -> str | None:
         if not text or not text.strip():
@@ -410,6 +446,7 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
         tuple(
             _compile(path, "reasons.diagnostic.include", p) for p in doc.reasons.diagnostic.include
         ),
+        tuple(_compile(path, "reasons.filler", p) for p in doc.reasons.filler),
     )
     # The file carries its own test cases; a pattern edit that breaks one stops the service.
     for i, study in enumerate(doc.studies):
@@ -499,6 +536,7 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
 
     exact: dict[tuple[str, str], frozenset[str]] = {}
     prefixes: dict[str, dict[str, frozenset[str]]] = {}
+    fallbacks: dict[str, dict[str, frozenset[str]]] = {}
     owner: dict[tuple[str, str, str], str] = {}
     for concept_id, concept in concepts.items():
         implied = _closure(concepts, concept_id)
@@ -513,6 +551,14 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
                     f"use the canonical system {canon}, not the alias {entry.system}",
                 )
             norm = systems.norm_code(canon, entry.code)
+            if entry.fallback:
+                if entry.match != "prefix":
+                    raise MappingError(
+                        str(concept_file[concept_id]), where, "a fallback must be a prefix"
+                    )
+                if entry.verified in usable:
+                    fallbacks.setdefault(canon, {})[norm] = implied
+                continue
             key = (canon, norm, entry.match)
             if key in owner:
                 raise MappingError(
@@ -544,11 +590,12 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
                 )
 
     code_map = CodeMap(
-        systems,
-        exact,
-        prefixes,
-        concepts,
-        {cid: path.name for cid, path in concept_file.items()},
+        systems=systems,
+        exact=exact,
+        prefixes=prefixes,
+        concepts=concepts,
+        fallbacks=fallbacks,
+        sources={cid: path.name for cid, path in concept_file.items()},
     )
     text_path = root / TEXT_PATTERNS_FILE
     if not text_path.is_file():

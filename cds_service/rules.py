@@ -58,8 +58,11 @@ SURVEILLANCE_ENCOUNTER = "surveillance-encounter"
 TUMOR_MARKER = "tumor-marker"
 US_EXTREMITY_FOCAL = "us-extremity-focal"
 US_AXILLA = "us-axilla"
+CONTRADICTED = "contradictory-order"  # not a concept: an order whose codes or text disagree
 MAMMOGRAPHY = "mammography"
-BILATERAL_MASTECTOMY = "bilateral-mastectomy"
+MASTECTOMY = "mastectomy"
+REGIONAL_NODES = "regional-nodal-disease"
+POST_SURGERY_STAGING_DAYS = 90
 MAMMOGRAM_INTERVAL_DAYS = 365
 
 SYMPTOMS = (
@@ -76,6 +79,7 @@ SYMPTOMS = (
     "neurological-deficit",
     "abnormal-liver-or-bone-labs-diagnosis",
     "pathological-fracture",
+    "other-sign-or-finding",
 )
 LABS = (
     "alkaline-phosphatase",
@@ -83,6 +87,9 @@ LABS = (
     "alanine-aminotransferase",
     "bilirubin-total",
     "calcium",
+    "lactate-dehydrogenase",
+    # A raised tumour marker is a "laboratory value" suggesting recurrence (Variant 11).
+    "tumor-marker",
 )
 STUDIES = (
     "pet-ct",
@@ -130,7 +137,8 @@ REQUIRED_CONCEPTS = frozenset(
         SURGERY,
         SURVEILLANCE_ENCOUNTER,
         TUMOR_MARKER,
-        BILATERAL_MASTECTOMY,
+        MASTECTOMY,
+        REGIONAL_NODES,
         *SYMPTOMS,
         *LABS,
         *STUDIES,
@@ -211,7 +219,9 @@ class Finding:
 
 
 def _within(when: date | None, today: date, days: int) -> bool:
-    return when is not None and today - timedelta(days=days) <= when <= today + timedelta(days=1)
+    """On or after ``today - days``. A date after today (a partial date such as "2026" read as
+    its last day, or a clock skew) counts as today: the conservative reading."""
+    return when is not None and min(when, today) >= today - timedelta(days=days)
 
 
 def _condition_date(condition: ConditionFact) -> date | None:
@@ -267,17 +277,39 @@ def _metastatic_exclusions(facts: PatientFacts) -> list[Exclusion]:
     return found
 
 
-def _recurrence_exclusions(cancers: Sequence[ConditionFact]) -> list[Exclusion]:
-    return [
+def _recurrence_exclusions(
+    facts: PatientFacts, cancers: Sequence[ConditionFact], today: date, windows: Windows
+) -> list[Exclusion]:
+    """Recurrence: coded, or a status on the cancer, or regional nodal disease (C77.0/.1/.3)
+    that appears in the last year and well after the diagnosis (a regional recurrence; the
+    same codes at diagnosis are staging)."""
+    found = [
         Exclusion("recurrence", _ev(c, RECURRENCE))
         for c in cancers
         if RECURRENCE in c.concepts or c.clinical_status in {"recurrence", "relapse"}
     ]
+    diagnosed = _diagnosis_date(cancers)
+    for c in facts.conditions:
+        when = _condition_date(c)
+        if REGIONAL_NODES not in c.concepts or not _counts(c):
+            continue
+        if when is None or (
+            _within(when, today, windows.new_diagnosis)
+            and (diagnosed is None or when > diagnosed + timedelta(days=POST_SURGERY_STAGING_DAYS))
+        ):
+            found.append(Exclusion("regional-recurrence", _ev(c, REGIONAL_NODES)))
+    return found
 
 
 def _diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
-    dates = [d for d in (_condition_date(c) for c in cancers if HISTORY not in c.concepts) if d]
-    return min(dates) if dates else None
+    """The most recent diagnosis: the latest onset (a new primary counts), else the earliest
+    recorded date (re-recorded problem-list entries do not make a diagnosis new)."""
+    primary = [c for c in cancers if HISTORY not in c.concepts]
+    onsets = [c.onset for c in primary if c.onset]
+    if onsets:
+        return max(onsets)
+    recorded = [c.recorded for c in primary if c.recorded]
+    return min(recorded) if recorded else None
 
 
 def _new_diagnosis_exclusion(
@@ -293,14 +325,30 @@ def _new_diagnosis_exclusion(
         HISTORY in c.concepts or REMISSION in c.concepts or c.clinical_status in HISTORICAL
         for c in cancers
     ) or any(COMPLETED_TREATMENT in c.concepts and _counts(c) for c in facts.conditions)
-    surgery_done = any(
-        SURGERY in p.concepts and p.status in (None, "completed") for p in facts.procedures
-    ) or any(SURGERY in c.concepts and _counts(c) for c in facts.conditions)
     diagnosed = _diagnosis_date(cancers)
     if diagnosed is None:
-        if history_signals or surgery_done:
+        surgery_known = any(
+            SURGERY in p.concepts and p.status in (None, "completed") for p in facts.procedures
+        ) or any(SURGERY in c.concepts and _counts(c) for c in facts.conditions)
+        if history_signals or surgery_known:
             return None
         return Exclusion("diagnosis-date-unknown", _ev(cancers[0], BREAST_CANCER))
+    # Definitive surgery for THIS diagnosis, long enough ago that post-surgical staging is over
+    # (a biopsy or surgery days ago, or one years before the diagnosis, does not count).
+    settled = today - timedelta(days=POST_SURGERY_STAGING_DAYS)
+    surgery_done = any(
+        SURGERY in p.concepts
+        and p.status in (None, "completed")
+        and p.performed is not None
+        and diagnosed <= p.performed <= settled
+        for p in facts.procedures
+    ) or any(
+        SURGERY in c.concepts
+        and _counts(c)
+        and (d := _condition_date(c)) is not None
+        and diagnosed <= d <= settled
+        for c in facts.conditions
+    )
     if _within(diagnosed, today, windows.new_diagnosis) and not surgery_done:
         first = min(cancers, key=lambda c: _condition_date(c) or date.max)
         return Exclusion("initial-staging", _ev(first, BREAST_CANCER))
@@ -349,11 +397,12 @@ def _other_cancer_exclusions(facts: PatientFacts, today: date) -> list[Exclusion
     for c in facts.conditions:
         if OTHER_CANCER not in c.concepts or BREAST_CANCER in c.concepts or not _counts(c):
             continue
-        when = _condition_date(c)
+        when = c.abatement or _condition_date(c)
         ongoing = c.clinical_status in ONGOING or c.clinical_status is None
         recent = when is None or _within(when, today, 365 * OTHER_CANCER_YEARS)
-        if ongoing and recent:
-            found.append(Exclusion("other-active-cancer", _ev(c, OTHER_CANCER)))
+        # Ongoing at any date, or ended within five years: its own follow-up may use CT.
+        if ongoing or recent:
+            found.append(Exclusion("other-cancer", _ev(c, OTHER_CANCER)))
     return found
 
 
@@ -418,7 +467,11 @@ def _variant_11(
             current.append(Exclusion(f"symptom:{concept}", _ev(o, concept)))
             continue
         labs = o.concepts & lab_set
-        if labs and _lab_abnormal(o) and _within(o.effective, today, windows.lab):
+        if (
+            labs
+            and _lab_abnormal(o)
+            and (o.effective is None or _within(o.effective, today, windows.lab))
+        ):
             concept = sorted(labs)[0]
             current.append(Exclusion(f"abnormal-lab:{concept}", _ev(o, concept)))
     return current, long_standing
@@ -444,7 +497,7 @@ def assess_patient(facts: PatientFacts, today: date, windows: Windows = Windows(
     symptoms, long_standing = _variant_11(facts, today, windows)
     exclusions: list[Exclusion] = []
     exclusions += _metastatic_exclusions(facts)
-    exclusions += _recurrence_exclusions(cancers)
+    exclusions += _recurrence_exclusions(facts, cancers, today, windows)
     unconfirmed = _unconfirmed_exclusion(cancers)
     if unconfirmed:
         exclusions.append(unconfirmed)
@@ -473,12 +526,15 @@ def classify_order(order: OrderFact, knowledge: Knowledge) -> str | None:
     if not studies:
         return knowledge.text.match(text)
     if len(studies) == 1:
-        return studies.pop()
+        study = studies.pop()
+        # The order text contradicts the code ("CT chest" coded, "PE protocol" or "low-dose
+        # lung screening" written): we cannot tell which is right, so no Variant 10 verdict.
+        return CONTRADICTED if knowledge.text.contradicts(study, text) else study
     # CPT 71260 and 74177 as two codings of one order describe CT chest/abdomen/pelvis.
     if studies == {"ct-chest", "ct-abdomen-pelvis"}:
         return "ct-chest-abdomen-pelvis"
-    # Codings that disagree otherwise: take the first in STUDIES order (stable, documented).
-    return next(s for s in STUDIES if s in studies)
+    # Codings that disagree otherwise (PET/CT whole body and limited): no verdict either.
+    return CONTRADICTED
 
 
 # Order reasons that are compatible with routine surveillance (the cancer itself, its history,
@@ -524,7 +580,14 @@ def _order_reason(
         diagnostic = concepts & DIAGNOSTIC_REASONS
         if diagnostic:
             found.append(Exclusion(f"order-reason:{sorted(diagnostic)[0]}"))
-        elif concepts & SURVEILLANCE_REASONS or knowledge.text.reason(text) == "surveillance":
+        elif concepts & SURVEILLANCE_REASONS:
+            # A surveillance code whose text names a finding ("Z85.3 - new rib pain"): the
+            # text says more than the code, and wins.
+            if knowledge.text.mentions_finding(text):
+                found.append(Exclusion("order-reason:not-surveillance"))
+            else:
+                surveillance = True
+        elif knowledge.text.reason(text) == "surveillance":
             surveillance = True
         else:
             found.append(Exclusion("order-reason:not-surveillance"))
@@ -610,7 +673,9 @@ def mammogram_due(
 ) -> bool:
     """Annual mammography is the surveillance that helps (ACR Variants 6-7, ASCO): suggest it when
     none is recorded, done or ordered, in the last year and none is among the draft orders."""
-    if any(BILATERAL_MASTECTOMY in c.concepts and _counts(c) for c in facts.conditions):
+    if facts.gender == "male":
+        return False  # a man's follow-up mammography is individual, not a standard suggestion
+    if any(MASTECTOMY in c.concepts and _counts(c) for c in facts.conditions):
         return False
     if any(classify_order(order, knowledge) == MAMMOGRAPHY for order in drafts):
         return False

@@ -1,0 +1,204 @@
+"""False warnings found in the clinical review, each now a test (seed request + one change)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from .conftest import FIXTURES, load_json
+
+SELECT = "/cds-services/breast-surveillance-order-select"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+SCT = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+CPT = "http://www.ama-assn.org/go/cpt"
+Change = Callable[[dict[str, Any]], None]
+
+
+def seed() -> dict[str, Any]:
+    body: dict[str, Any] = load_json(FIXTURES / "requests" / "seed-pet-ct.json")
+    return body
+
+
+def order(body: dict[str, Any]) -> dict[str, Any]:
+    resource: dict[str, Any] = body["context"]["draftOrders"]["entry"][0]["resource"]
+    return resource
+
+
+def add(key: str, resource: dict[str, Any]) -> Change:
+    def change(body: dict[str, Any]) -> None:
+        resource.setdefault("subject", {"reference": f"Patient/{body['context']['patientId']}"})
+        bundle = body["prefetch"][key]
+        bundle.setdefault("entry", []).append({"resource": copy.deepcopy(resource)})
+
+    return change
+
+
+def condition(code: str, system: str = ICD, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": f"added-{code.replace('.', '')}",
+        "clinicalStatus": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": extra.pop("status", "active"),
+                }
+            ]
+        },
+        "code": {"coding": [{"system": system, "code": code}]},
+        **extra,
+    }
+
+
+def lab(code: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": f"lab-{code}",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        **extra,
+    }
+
+
+def set_reason(text: str, coding: list[dict[str, str]] | None = None) -> Change:
+    def change(body: dict[str, Any]) -> None:
+        reason: dict[str, Any] = {"text": text}
+        if coding:
+            reason["coding"] = coding
+        order(body)["reasonCode"] = [reason]
+
+    return change
+
+
+def cancer_onset(value: str) -> Change:
+    def change(body: dict[str, Any]) -> None:
+        body["prefetch"]["procedures"]["entry"] = []
+        for entry in body["prefetch"]["conditions"]["entry"]:
+            resource = entry["resource"]
+            codes = str(resource.get("code"))
+            if "C50" in codes or "408643008" in codes:
+                resource["onsetDateTime"] = value
+                resource["clinicalStatus"]["coding"][0]["code"] = "active"
+
+    return change
+
+
+HIGH = {"interpretation": [{"coding": [{"code": "H"}]}], "effectiveDateTime": "2026-11-01"}
+
+SILENCED: dict[str, Change] = {
+    "partial-date-new-diagnosis": cancer_onset("2026"),
+    "partial-month-new-diagnosis": cancer_onset("2026-11"),
+    "excisional-biopsy-after-recent-diagnosis": lambda b: (
+        cancer_onset("2026-10-20")(b),
+        add(
+            "procedures",
+            {
+                "resourceType": "Procedure",
+                "id": "exc",
+                "status": "completed",
+                "code": {"coding": [{"system": SCT, "code": "392023007"}]},
+                "performedDateTime": "2026-10-25",
+            },
+        )(b),
+    ),
+    "new-contralateral-primary": add(
+        "conditions", condition("C50.911", onsetDateTime="2026-10-20")
+    ),
+    "new-regional-nodal-recurrence": add(
+        "conditions", condition("C77.3", onsetDateTime="2026-10-15")
+    ),
+    "reason-follow-up-with-lump": set_reason("Routine follow-up; palpable left axillary lump"),
+    "reason-coded-history-text-rib-pain": set_reason(
+        "Hx breast ca, new rib pain", [{"system": ICD, "code": "Z85.3"}]
+    ),
+    "reason-lung-screening": set_reason("Lung cancer screening, 30 pack-years"),
+    "new-lung-nodule-r91": add("conditions", condition("R91.1", onsetDateTime="2026-10-20")),
+    "malignant-pleural-effusion": add("conditions", condition("J91.0", onsetDateTime="2026-10-20")),
+    "high-ldh": add("observations", lab("2532-0", **HIGH)),
+    "high-ca-27-29": add("observations", lab("17842-6", **HIGH)),
+    "high-alp-no-date": add(
+        "observations", lab("6768-6", interpretation=[{"coding": [{"code": "HH"}]}])
+    ),
+    "other-cancer-in-remission-2025": add(
+        "conditions",
+        condition(
+            "C34.90", status="remission", onsetDateTime="2023-01-01", abatementDateTime="2025-03-01"
+        ),
+    ),
+    "other-cancer-history-z85": add("conditions", condition("Z85.038", recordedDate="2019-01-01")),
+    "other-cancer-active-since-2010": add(
+        "conditions", condition("C34.90", onsetDateTime="2010-01-01")
+    ),
+    "symptom-onset-age": add(
+        "conditions",
+        condition(
+            "297217002",
+            SCT,
+            onsetAge={"value": 58, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+            recordedDate="2024-01-01",
+        ),
+    ),
+    "ldct-screening-text-on-ct-code": lambda b: order(b).update(
+        code={"coding": [{"system": CPT, "code": "71250"}], "text": "LDCT lung cancer screening"}
+    ),
+    "conflicting-pet-codes": lambda b: order(b).update(
+        code={
+            "coding": [{"system": CPT, "code": "78815"}, {"system": CPT, "code": "78814"}],
+            "text": "PET/CT",
+        }
+    ),
+    "chemo-statement-last-month": add(
+        "medications",
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms",
+            "status": "completed",
+            "medicationCodeableConcept": {
+                "coding": [
+                    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "583214"}
+                ]
+            },
+            "effectivePeriod": {"start": "2026-08-01", "end": "2026-10-30"},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SILENCED))
+def test_no_false_warning(client: FlaskClient, name: str) -> None:
+    body = seed()
+    assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
+        "warning"
+    ]
+    SILENCED[name](body)
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    assert [c for c in response.get_json()["cards"] if c["indicator"] == "warning"] == []
+
+
+@pytest.mark.parametrize("extension", [["oops"], {"url": "x"}, "x", [{"url": 5}]])
+def test_malformed_order_extension_is_not_a_500(client: FlaskClient, extension: Any) -> None:
+    body = seed()
+    order(body)["extension"] = extension
+    response = client.post(SELECT, json=body)
+    assert response.status_code < 500
+
+
+def test_no_bilateral_mammogram_suggested_for_a_man(client: FlaskClient) -> None:
+    body = load_json(FIXTURES / "requests" / "male-breast-cancer.json")
+    body["prefetch"]["procedures"]["entry"] = [
+        e for e in body["prefetch"]["procedures"].get("entry", []) if "ammogra" not in str(e)
+    ]
+    [card] = client.post(SELECT, json=body).get_json()["cards"]
+    assert [s for s in card["suggestions"] if "mammogram" in s["label"]] == []
+
+
+def test_targeted_card_cites_variant_11(client: FlaskClient) -> None:
+    body = load_json(FIXTURES / "requests" / "new-bone-pain-pet-ct.json")
+    [card] = client.post(SELECT, json=body).get_json()["cards"]
+    assert "Variant 11" in card["source"]["label"]
