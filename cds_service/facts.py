@@ -77,6 +77,7 @@ class OrderFact:
     body_site_text: str = ""
     reasons: tuple[ReasonFact, ...] = ()
     reason_references: tuple[str, ...] = ()
+    priority: str | None = None  # routine | urgent | asap | stat
 
 
 @dataclass(frozen=True)

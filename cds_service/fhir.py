@@ -307,6 +307,7 @@ def parse_orders(
                     ReasonFact(code_map.lookup_all(_codings(reason)), _label(reason))
                     for reason in _list(resource.get("reasonCode"))
                 ),
+                priority=_str(resource.get("priority")),
                 reason_references=tuple(
                     ref
                     for ref in (

@@ -146,6 +146,7 @@ REQUIRED_CONCEPTS = frozenset(
 )
 
 NOT_COUNTED = frozenset({"refuted", "entered-in-error"})
+URGENT = frozenset({"urgent", "asap", "stat"})  # not how routine surveillance is ordered
 UNCONFIRMED = frozenset({"provisional", "differential", "unconfirmed"})
 ONGOING = frozenset({"active", "recurrence", "relapse"})
 HISTORICAL = frozenset({"inactive", "remission", "resolved"})
@@ -636,6 +637,8 @@ def judge_order(
     reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
         return Finding(order, study, "silent", reasons[0].code)
+    if order.priority in URGENT:
+        return Finding(order, study, "silent", f"order-priority:{order.priority}")
     hard = [e for e in patient.exclusions if e not in patient.symptoms]
     if hard:
         return Finding(order, study, "silent", hard[0].code)

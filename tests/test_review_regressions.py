@@ -166,6 +166,7 @@ SILENCED: dict[str, Change] = {
             "effectivePeriod": {"start": "2026-08-01", "end": "2026-10-30"},
         },
     ),
+    "stat-priority": lambda b: order(b).update(priority="stat"),
 }
 
 
