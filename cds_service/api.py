@@ -70,7 +70,7 @@ def call_service(service_id: str) -> Response:
             [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
         )
         sources: Sources = {}
-        facts = build_facts(resources, knowledge.codes, sources)
+        facts = build_facts(resources, knowledge.codes, sources, knowledge.text.distant_stage)
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
         validate_cited(cited(findings), sources)
     else:

@@ -15,7 +15,8 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -451,6 +452,7 @@ def build_facts(
     resources: Mapping[str, Sequence[Mapping[str, Any]]],
     code_map: CodeMap,
     sources: Sources | None = None,
+    distant_stage: Callable[[str], bool] | None = None,
 ) -> PatientFacts:
     """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
 
@@ -458,7 +460,8 @@ def build_facts(
     element of the wrong shape counts as absent, which the rules treat conservatively) and not
     validated here: full validation costs ~0.4 ms a resource, and records run to thousands.
     ``sources`` collects where each fact came from, so that ``validate_cited`` can validate the
-    few records a card cites.
+    few records a card cites. ``distant_stage`` reads a stage written only as text ("Stage
+    IV", "cM1"); a stage so read counts as the stage IV value.
     """
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
@@ -484,6 +487,20 @@ def build_facts(
             elif rtype == "Observation":
                 concepts = code_map.lookup_all(_codings(raw.get("code")))
                 values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
+                if (
+                    distant_stage is not None
+                    and not values
+                    and concepts & {"stage-group-observation", "m-category-observation"}
+                    and distant_stage(
+                        _label(raw.get("valueCodeableConcept"))
+                        or _str(raw.get("valueString"))
+                        or ""
+                    )
+                ):
+                    distant = (
+                        "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
+                    )
+                    values = frozenset({distant})
                 relevant = bool(concepts or values)
             elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
                 concepts = code_map.lookup_all(_codings(raw.get("code")))
@@ -498,7 +515,12 @@ def build_facts(
             if sources is not None:
                 sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
             if rtype == "Condition":
-                conditions.append(_condition(raw, concepts, code_map, birth))
+                fact = _condition(raw, concepts, code_map, birth)
+                if distant_stage is not None and not fact.stage_concepts:
+                    texts = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
+                    if any(distant_stage(t) for t in texts if t):
+                        fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
+                conditions.append(fact)
             elif rtype == "Observation":
                 observations.append(_observation(raw, concepts, values))
             elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):

@@ -186,11 +186,18 @@ class OverrideCodeSystem(_Strict):
         return round(int(match.group(1)) * 365 / 12) if match else None
 
 
+class StagingPatternsFile(_Strict):
+    description: str
+    stage_iv: ReasonPatterns
+    m1: ReasonPatterns
+
+
 class TextPatternsFile(_Strict):
     normalisation: str
     synonyms: tuple[Synonym, ...] = ()
     studies: tuple[StudyPattern, ...] = Field(min_length=1)
     reasons: ReasonPatternsFile
+    staging: StagingPatternsFile
     description: str | None = None
     source: str | None = None
 
@@ -325,6 +332,15 @@ class TextMatcher:
     surveillance_reasons: tuple[re.Pattern[str], ...] = ()
     diagnostic_reasons: tuple[re.Pattern[str], ...] = ()
     filler: tuple[re.Pattern[str], ...] = ()
+    stage_iv: tuple[re.Pattern[str], ...] = ()
+    m1: tuple[re.Pattern[str], ...] = ()
+
+    def distant_stage(self, text: str | None) -> bool:
+        """Stage text that says stage IV or M1 ("Stage IV", "cM1")."""
+        if not text or not text.strip():
+            return False
+        norm = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
+        return any(p.search(norm) for p in (*self.stage_iv, *self.m1))
 
     def reason(self, text: str | None) -> str | None:
         """Read a free-text order reason: "surveillance", "diagnostic" or None (no text).
@@ -447,7 +463,17 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
             _compile(path, "reasons.diagnostic.include", p) for p in doc.reasons.diagnostic.include
         ),
         tuple(_compile(path, "reasons.filler", p) for p in doc.reasons.filler),
+        tuple(_compile(path, "staging.stage_iv", p) for p in doc.staging.stage_iv.include),
+        tuple(_compile(path, "staging.m1", p) for p in doc.staging.m1.include),
     )
+    for kind in ("stage_iv", "m1"):
+        staging: ReasonPatterns = getattr(doc.staging, kind)
+        for example in staging.must_match:
+            if not matcher.distant_stage(example):
+                raise MappingError(str(path), f"staging.{kind}.must_match", f"{example!r}")
+        for example in staging.must_not_match:
+            if matcher.distant_stage(example):
+                raise MappingError(str(path), f"staging.{kind}.must_not_match", f"{example!r}")
     # The file carries its own test cases; a pattern edit that breaks one stops the service.
     for i, study in enumerate(doc.studies):
         for example in study.must_match:

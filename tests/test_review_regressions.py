@@ -167,6 +167,19 @@ SILENCED: dict[str, Change] = {
         },
     ),
     "stat-priority": lambda b: order(b).update(priority="stat"),
+    "stage-iv-as-text": add(
+        "observations",
+        lab("21908-9", valueCodeableConcept={"text": "Stage IV"}, effectiveDateTime="2026-01-10"),
+    ),
+    "stage-iv-as-string": add(
+        "observations", lab("21908-9", valueString="IV", effectiveDateTime="2026-01-10")
+    ),
+    "cm1-as-string": add(
+        "observations", lab("21907-1", valueString="cM1", effectiveDateTime="2026-01-10")
+    ),
+    "stage-summary-text-only": lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"].update(
+        stage=[{"summary": {"text": "AJCC stage IVB"}}]
+    ),
 }
 
 
