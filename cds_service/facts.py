@@ -6,7 +6,7 @@ judges them, so the clinical logic is tested without parsing anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 
@@ -88,4 +88,3 @@ class PatientFacts:
     observations: tuple[ObservationFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
     medications: tuple[MedicationFact, ...] = ()
-    notes: tuple[str, ...] = field(default=())

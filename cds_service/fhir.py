@@ -38,18 +38,6 @@ from .mappings import CodeMap
 
 logger = logging.getLogger("cds_service.fhir")
 
-ORDER_TYPES = frozenset(
-    {
-        "ServiceRequest",
-        "MedicationRequest",
-        "NutritionOrder",
-        "DeviceRequest",
-        "VisionPrescription",
-        "ProcedureRequest",
-        "MedicationOrder",
-        "CommunicationRequest",
-    }
-)
 # Elements of a draft ServiceRequest the rules read: an invalid one is a 400, not a skip.
 ORDER_FIELDS_READ = frozenset(
     {"resourceType", "id", "code", "reasonCode", "reasonReference", "bodySite"}

@@ -253,6 +253,10 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
+    def _insert_or_skip(self, model: type[Base]) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_do_nothing`` (PostgreSQL, SQLite)."""
+        return (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(model)
+
     def close(self) -> None:
         """Write what is queued, then close every pooled connection (tests, CLI commands)."""
         self.flush()
@@ -344,8 +348,7 @@ class Store:
                     "missing": ",".join(item.missing),
                     "received_at": now(),
                 }
-                insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-                statement = insert(Feedback).values(**values)
+                statement = self._insert_or_skip(Feedback).values(**values)
                 statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
                 result = s.execute(statement)
                 new += max(getattr(result, "rowcount", 0) or 0, 0)
@@ -369,9 +372,10 @@ class Store:
                 "card_uuid": card_uuid,
                 "created_at": now(),
             }
-            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             s.execute(
-                insert(Snooze).values(**values).on_conflict_do_nothing(index_elements=["card_uuid"])
+                self._insert_or_skip(Snooze)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["card_uuid"])
             )
         self._snooze_cache.clear()
         return True
@@ -401,9 +405,8 @@ class Store:
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
         with self.engine.begin() as s:  # no flush of the audit queue: this is the hot path
             s.execute(delete(SeenToken).where(SeenToken.expires_at < now()))
-            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             result = s.execute(
-                insert(SeenToken)
+                self._insert_or_skip(SeenToken)
                 .values(jti_key=key, expires_at=expires_at)
                 .on_conflict_do_nothing(index_elements=["jti_key"])
             )
