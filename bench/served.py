@@ -274,12 +274,28 @@ for i, name in ipairs(files) do
 end
 local headers = {["Content-Type"] = "application/json"}
 local prepared = {}
+local pieces = {}
 local n = 0
 local base = 0
+-- A cold body is its template with the marker replaced by a new number. The template is split
+-- at the markers once, here, so that a request costs one concat (a scan with string.gsub per
+-- request made the load generator, not the server, the bottleneck for large bodies).
+local function split(body)
+  local parts, from = {}, 1
+  while true do
+    local i, j = string.find(body, marker, from, true)
+    if not i then break end
+    parts[#parts + 1] = string.sub(body, from, i - 1)
+    from = j + 1
+  end
+  parts[#parts + 1] = string.sub(body, from)
+  return parts
+end
 init = function(args)
   base = tonumber(args[1] or "0")
   for i, body in ipairs(bodies) do
     prepared[i] = wrk.format("POST", "{PATH}", headers, body)
+    pieces[i] = split(body)
   end
 end
 request = function()
@@ -288,7 +304,7 @@ request = function()
   if not cold then
     return prepared[i]
   end
-  local body = string.gsub(bodies[i], marker, tostring(base + n), nil)
+  local body = table.concat(pieces[i], tostring(base + n))
   return wrk.format("POST", "{PATH}", headers, body)
 end
 done = function(summary, latency, requests)
