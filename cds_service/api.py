@@ -200,10 +200,30 @@ def _headers(response: Response) -> Response:
     return response
 
 
+_BASE_URLS: dict[tuple[str, str, str, str, str], str] = {}
+
+
 def public_base_url() -> str:
-    """The service's external base URL: configured, else the one this request came in on."""
+    """The service's external base URL: configured, else the one this request came in on
+    (werkzeug's reading of it, remembered by the parts of the environ it is made from)."""
     configured = get_state().settings.public_base_url
-    return (configured or request.url_root).rstrip("/")
+    if configured:
+        return configured.rstrip("/")
+    environ = request.environ
+    key = (
+        environ.get("wsgi.url_scheme", ""),
+        environ.get("HTTP_HOST", ""),
+        environ.get("SERVER_NAME", ""),
+        environ.get("SERVER_PORT", ""),
+        environ.get("SCRIPT_NAME", ""),
+    )
+    found = _BASE_URLS.get(key)
+    if found is None:
+        found = request.url_root.rstrip("/")
+        if len(_BASE_URLS) > 256:  # Host headers come from clients: keep this bounded
+            _BASE_URLS.clear()
+        _BASE_URLS[key] = found
+    return found
 
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"

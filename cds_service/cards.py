@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +23,36 @@ PAMA_RATING_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
 CPT = "http://www.ama-assn.org/go/cpt"
 LOINC = "http://loinc.org"
 SCT = "http://snomed.info/sct"
+
+
+class _RandomUuids:
+    """Version 4 UUIDs from ``os.urandom`` read 4 KiB at a time: one system call per 256 ids,
+    not one per id (a card carries up to four). The buffer is dropped in a forked child, so
+    gunicorn workers never hand out the same ids."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buffer = b""
+        self.position = 0
+
+    def next(self) -> str:
+        with self.lock:
+            if self.position >= len(self.buffer):
+                self.buffer, self.position = os.urandom(4096), 0
+            raw = self.buffer[self.position : self.position + 16]
+            self.position += 16
+        return str(uuid.UUID(bytes=raw, version=4))
+
+    def reset(self) -> None:
+        self.buffer, self.position = b"", 0
+
+
+_UUIDS = _RandomUuids()
+os.register_at_fork(after_in_child=_UUIDS.reset)
+
+
+def new_uuid() -> str:
+    return _UUIDS.next()
 
 
 @dataclass(frozen=True)
@@ -92,14 +124,25 @@ def _links_with_handout(knowledge: Knowledge, where: Presentation) -> list[dict[
     return [*_links(knowledge), handout]
 
 
+_REASONS: dict[tuple[int, str, tuple[int, ...]], list[tuple[str, str]]] = {}
+
+
 def override_reasons(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
-    offered = {round(m * 365 / 12) for m in where.snooze_months}
-    reasons = knowledge.override_reasons
-    return [
-        {"code": c.code, "system": where.override_system, "display": c.display}
-        for c in reasons.concept
-        if reasons.snooze_days(c.code) in (None, *offered)
-    ]
+    key = (id(knowledge.override_reasons), where.override_system, where.snooze_months)
+    offered = _REASONS.get(key)
+    if offered is None:
+        days = {round(m * 365 / 12) for m in where.snooze_months}
+        reasons = knowledge.override_reasons
+        offered = [
+            (c.code, c.display)
+            for c in reasons.concept
+            if reasons.snooze_days(c.code) in (None, *days)
+        ]
+        if len(_REASONS) > 64:  # one entry per base URL and snooze setting: a handful
+            _REASONS.clear()
+        _REASONS[key] = offered
+    system = where.override_system
+    return [{"code": code, "system": system, "display": display} for code, display in offered]
 
 
 def _mammogram_order(where: Presentation) -> dict[str, Any]:
@@ -134,7 +177,7 @@ def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
         suggestions.append(
             {
                 "label": f"Remove the {order.text or 'imaging'} order",
-                "uuid": str(uuid.uuid4()),
+                "uuid": new_uuid(),
                 "isRecommended": True,
                 "actions": [
                     {
@@ -165,7 +208,7 @@ def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
         suggestions.append(
             {
                 "label": "Order a mammogram instead (none in the last 12 months)",
-                "uuid": str(uuid.uuid4()),
+                "uuid": new_uuid(),
                 "actions": actions,
             }
         )
@@ -217,7 +260,7 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         lines += ["", "**If the patient asks for a scan for reassurance:**", ""]
         lines += [f"- {point}" for point in g.counselling]
     card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": summary,
         "indicator": "warning",
         "detail": "\n".join(lines),
@@ -262,7 +305,7 @@ def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -
         *_symptom_lines(finding.symptoms, knowledge),
     ]
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": _fit(summary),
         "indicator": "info",
         "detail": "\n".join(lines),
@@ -290,7 +333,7 @@ def tumor_marker_card(
         f"*Sources: {info.source}*",
     ]
     return {
-        "uuid": str(uuid.uuid4()),
+        "uuid": new_uuid(),
         "summary": summary,
         "indicator": "info",
         "detail": "\n".join(lines),
@@ -303,14 +346,6 @@ def tumor_marker_card(
         },
         "links": _links_with_handout(knowledge, where)[1:],
     }
-
-
-EXTENSION_KEY = "breast-surveillance-cds"
-_BUILDERS = {
-    "warn": warning_card,
-    "info-targeted": targeted_card,
-    "info-tumor-marker": tumor_marker_card,
-}
 
 
 def rating_action(
@@ -381,7 +416,7 @@ def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Prese
     consult_ids: dict[str, str] = {}
     card_for: dict[str, dict[str, Any]] = {}
     for finding in findings:
-        consult_id = f"urn:uuid:{uuid.uuid4()}"
+        consult_id = f"urn:uuid:{new_uuid()}"
         action = rating_action(finding, knowledge, where, consult_id)
         if action is not None:
             actions.append(action)

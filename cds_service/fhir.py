@@ -241,8 +241,11 @@ def is_error_value(value: Any) -> bool:
         return True
     if node.get("resourceType") != "Bundle":
         return False
-    kinds = [_dict(_dict(e).get("resource")).get("resourceType") for e in _list(node.get("entry"))]
-    return bool(kinds) and all(kind == "OperationOutcome" for kind in kinds)
+    entries = _list(node.get("entry"))
+    for entry in entries:  # stops at the first resource that is not an OperationOutcome
+        if _dict(_dict(entry).get("resource")).get("resourceType") != "OperationOutcome":
+            return False
+    return bool(entries)
 
 
 def next_link(bundle: Any) -> str | None:
@@ -427,10 +430,23 @@ def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationF
     )
 
 
+_NO_CONCEPTS: frozenset[str] = frozenset()
+
+
 def _profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:
-    profiles = _list(_dict(raw.get("meta")).get("profile"))
-    found = (PROFILE_CONCEPTS.get(p.split("|")[0]) for p in profiles if isinstance(p, str))
-    return frozenset(c for c in found if c)
+    meta = raw.get("meta")
+    if type(meta) is not dict:
+        return _NO_CONCEPTS
+    profiles = meta.get("profile")
+    if type(profiles) is not list:
+        return _NO_CONCEPTS
+    found = _NO_CONCEPTS
+    for p in profiles:
+        if isinstance(p, str):
+            concept = PROFILE_CONCEPTS.get(p.split("|", 1)[0])
+            if concept:
+                found = found | {concept}
+    return found
 
 
 Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]

@@ -139,14 +139,25 @@ def omit_empty(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            cleaned = omit_empty(item)
-            if cleaned is None or cleaned == "" or cleaned == [] or cleaned == {}:
+            if isinstance(item, dict | list):
+                item = omit_empty(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
                 continue
-            out[key] = cleaned
+            out[key] = item
         return out
     if isinstance(value, list):
-        items = [omit_empty(item) for item in value]
-        return [i for i in items if not (i is None or i == "" or i == [] or i == {})]
+        kept = []
+        for item in value:
+            if isinstance(item, dict | list):
+                item = omit_empty(item)
+                if not item:
+                    continue
+            elif item is None or item == "":
+                continue
+            kept.append(item)
+        return kept
     return value
 
 

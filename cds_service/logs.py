@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -28,7 +30,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "error"
             entry["trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # e.g. an integer beyond 64 bits: the slower encoder takes anything
+            return json.dumps(entry, default=str)
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -334,11 +334,27 @@ class TextMatcher:
     filler: tuple[re.Pattern[str], ...] = ()
     stage_iv: tuple[re.Pattern[str], ...] = ()
     m1: tuple[re.Pattern[str], ...] = ()
+    # Answers by (question, text): order texts repeat across calls (order-select re-fires as
+    # the clinician edits), and reading one runs ~100 regular expressions. Bounded: texts come
+    # from clients.
+    _memo: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _remember(self, question: str, subject: str, text: str, answer: Any) -> Any:
+        if len(self._memo) > 20_000:
+            self._memo.clear()
+        self._memo[(question, subject, text)] = answer
+        return answer
 
     def distant_stage(self, text: str | None) -> bool:
         """Stage text that says stage IV or M1 ("Stage IV", "cM1")."""
         if not text or not text.strip():
             return False
+        key = ("stage", "", text)
+        if key in self._memo:
+            return bool(self._memo[key])
+        return bool(self._remember(*key, self._distant_stage(text)))
+
+    def _distant_stage(self, text: str) -> bool:
         norm = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
         return any(p.search(norm) for p in (*self.stage_iv, *self.m1))
 
@@ -350,6 +366,12 @@ class TextMatcher:
         """
         if not text or not text.strip():
             return None
+        key = ("reason", "", text)
+        if key in self._memo:
+            return cast("str | None", self._memo[key])
+        return cast("str | None", self._remember(*key, self._reason(text)))
+
+    def _reason(self, text: str) -> str:
         norm = self.normalise(text)
         if any(p.search(norm) for p in self.diagnostic_reasons):
             return "diagnostic"
@@ -364,8 +386,11 @@ class TextMatcher:
         """Does the text name a symptom, finding or work-up (the 'diagnostic' patterns)?"""
         if not text or not text.strip():
             return False
+        key = ("finding", "", text)
+        if key in self._memo:
+            return bool(self._memo[key])
         norm = self.normalise(text)
-        return any(p.search(norm) for p in self.diagnostic_reasons)
+        return bool(self._remember(*key, any(p.search(norm) for p in self.diagnostic_reasons)))
 
     def normalise(self, text: str) -> str:
         out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
@@ -378,14 +403,31 @@ class TextMatcher:
         with the text "CT chest PE protocol")?"""
         if not text or not text.strip():
             return False
+        key = ("contradicts", study, text)
+        if key in self._memo:
+            return bool(self._memo[key])
         norm = self.normalise(text)
-        return any(
-            p.search(norm) for entry in self.studies if entry.study == study for p in entry.exclude
+        return bool(
+            self._remember(
+                *key,
+                any(
+                    p.search(norm)
+                    for entry in self.studies
+                    if entry.study == study
+                    for p in entry.exclude
+                ),
+            )
         )
 
     def match(self, text: str | None) -> str | None:
         if not text or not text.strip():
             return None
+        key = ("match", "", text)
+        if key in self._memo:
+            return cast("str | None", self._memo[key])
+        return cast("str | None", self._remember(*key, self._match(text)))
+
+    def _match(self, text: str) -> str | None:
         norm = self.normalise(text)
         for study in self.studies:
             if any(p.search(norm) for p in study.include) and not any(
