@@ -6,7 +6,7 @@
   ``{"cards": []}``): the floor of the client figure.
 * client: ``create_app({"today": "2026-11-25"}).test_client().post(...)``: the whole view, with
   Werkzeug's request/response machinery and the per-request log line (sent to /dev/null).
-* pure: the view's pipeline without Flask, from the bytes: orjson.loads, parse_request,
+* pure: the view's pipeline without Flask, from the bytes: decode_request, parse_request,
   parse_orders, the prefetch's resources (what gather() returns when every key is prefetched),
   fhir.build_facts, rules.evaluate, the cards, and orjson.dumps of the response. Its stages
   (parse, request, facts, rules, cards) are timed separately.
@@ -36,6 +36,8 @@ import orjson
 
 from cds_service import cards as cards_module
 from cds_service import create_app
+from cds_service import fhir as fhir_module
+from cds_service import hooks as hooks_module
 from cds_service.fhir import build_facts, bundle_resources, find_draft, parse_orders
 from cds_service.hooks import parse_request, response_body
 from cds_service.rules import evaluate, judge_without_record, needs_record
@@ -164,6 +166,8 @@ class Pipeline:
         self.knowledge = self.state.knowledge
         self.today = self.state.settings.today or date.today()
         self.evaluate_takes_drafts = "drafts" in inspect.signature(evaluate).parameters
+        # What the view parses a body with (a large body: shapes first, resources kept raw).
+        self.decode = getattr(hooks_module, "decode_request", orjson.loads)
         self.stages: dict[str, list[float]] = {s: [] for s in STAGES}
         self.last_facts: Any = None
 
@@ -183,10 +187,18 @@ class Pipeline:
             return advice.cards, advice.system_actions
         return cards_module.build_cards(findings, self.knowledge), []  # type: ignore[attr-defined]
 
+    @staticmethod
+    def _resources(value: Any) -> list[Any]:
+        """What gather() keeps of a prefetch value (parsed, or read for shape first)."""
+        received = getattr(fhir_module, "Received", None)
+        if received is not None and isinstance(value, received):
+            return [] if value.error else list(value.items)
+        return list(bundle_resources(value)) if value else []
+
     def __call__(self, data: bytes, record_stages: bool = True) -> bytes:
         clock = time.perf_counter
         t0 = clock()
-        body = orjson.loads(data)
+        body = self.decode(data)
         t1 = clock()
         knowledge = self.knowledge
         req = parse_request(body, self.service.hook)
@@ -196,7 +208,7 @@ class Pipeline:
         if any(needs_record(order, knowledge) for order in orders):
             # gather() with every key prefetched and no fhirServer: the prefetch's resources.
             resources = {
-                key: list(bundle_resources(req.prefetch[key])) if req.prefetch[key] else []
+                key: self._resources(req.prefetch[key])
                 for key in self.service.prefetch
                 if key in req.prefetch
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather
-from .hooks import parse_feedback, parse_request, response_body
+from .hooks import decode_request, parse_feedback, parse_request, response_body
 from .policy import apply_policy, limit_cards, parse_client_options
 from .rules import cited, evaluate, judge_without_record, needs_record
 from .state import get_state
@@ -29,12 +30,12 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-def _body() -> Any:
+def _body(decode: Callable[[bytes], Any] = orjson.loads) -> Any:
     data = request.get_data(cache=False)
     if not data.strip():
         raise InvalidRequest("request body is empty; a JSON object is required")
     try:
-        return orjson.loads(data)
+        return decode(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from exc
 
@@ -51,7 +52,7 @@ def call_service(service_id: str) -> Response:
     service = state.services.get(service_id)
     if service is None:
         raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
-    req = parse_request(_body(), service.hook)
+    req = parse_request(_body(decode_request), service.hook)
     g.hook_instance = req.hook_instance
     knowledge = state.knowledge
     client_options = parse_client_options(req.extension)

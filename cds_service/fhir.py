@@ -16,10 +16,11 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+import msgspec
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -62,6 +63,20 @@ def parse_date(value: Any) -> date | None:
     """
     if not isinstance(value, str):
         return None
+    key = value[:10]  # all the pattern reads: records repeat dates (a lab panel, a visit)
+    if key in _DATES:
+        return _DATES[key]
+    found = _parse_date(key)
+    if len(_DATES) > 50_000:
+        _DATES.clear()
+    _DATES[key] = found
+    return found
+
+
+_DATES: dict[str, date | None] = {}
+
+
+def _parse_date(value: str) -> date | None:
     match = _DATE.match(value)
     if not match:
         return None
@@ -76,6 +91,7 @@ def parse_date(value: Any) -> date | None:
 
 
 _EMPTY: Mapping[str, Any] = {}
+_NO_CONCEPTS: frozenset[str] = frozenset()
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -134,14 +150,21 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
+_PATHS: dict[str, tuple[str, ...]] = {}
+
+
 def _first_date(resource: Mapping[str, Any], *paths: str) -> date | None:
     for path in paths:
-        node: Any = resource
-        for part in path.split("."):
-            node = _dict(node).get(part)
-        found = parse_date(node)
-        if found:
-            return found
+        parts = _PATHS.get(path)
+        if parts is None:
+            parts = _PATHS[path] = tuple(path.split("."))
+        node: Any = resource.get(parts[0])
+        for part in parts[1:]:
+            node = node.get(part) if type(node) is dict else None
+        if type(node) is str:
+            found = parse_date(node)
+            if found:
+                return found
     return None
 
 
@@ -254,6 +277,249 @@ def next_link(bundle: Any) -> str | None:
         if entry.get("relation") == "next":
             return _str(entry.get("url"))
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Prefetch values as received: resources kept as bytes until their codes say they matter
+#
+# A Synthea-size record is hundreds of resources of which the rules read a few dozen; a
+# 5,000-resource record is mostly labs the rules never look at. Building Python objects for all
+# of it (and freeing them again) was the largest cost of a hook call. So a prefetch value is
+# first read only for its shape (msgspec; each resource left as raw bytes), then each resource
+# only for its type and codes; a resource is parsed in full (orjson) only when one of those
+# codes maps to a concept, and then read by the same lenient readers as any other. Whatever
+# does not have the expected shape (a ``coding`` that is not an array, an entry that is not an
+# object, ...) is parsed in full at once and read leniently: the fast path never decides
+# differently from the full one (tests/test_received.py checks this on every fixture).
+
+
+class _Coding(msgspec.Struct):
+    system: Any = None
+    code: Any = None
+
+
+class _Concept(msgspec.Struct):
+    coding: list[_Coding] | None = None
+
+
+class _Stage(msgspec.Struct):
+    summary: _Concept | None = None
+
+
+class _Meta(msgspec.Struct):
+    profile: Any = None
+
+
+class _Probe(msgspec.Struct):
+    """What decides whether a record resource is read: its type and its codes."""
+
+    resourceType: Any = None  # noqa: N815 - FHIR element names
+    code: _Concept | None = None
+    valueCodeableConcept: _Concept | None = None  # noqa: N815
+    medicationCodeableConcept: _Concept | None = None  # noqa: N815
+    stage: list[_Stage] | None = None
+    meta: _Meta | None = None
+
+
+_NULL = msgspec.Raw(b"null")
+
+
+class _Entry(msgspec.Struct):
+    resource: msgspec.Raw = _NULL
+
+
+class _Link(msgspec.Struct):
+    relation: Any = None
+    url: Any = None
+
+
+class _Shape(msgspec.Struct):
+    """A prefetch value read for its shape only: a Bundle's entries stay raw JSON."""
+
+    resourceType: Any = None  # noqa: N815
+    entry: list[_Entry] | None = None
+    link: list[_Link] | None = None
+
+
+class _ProbedEntry(msgspec.Struct):
+    resource: _Probe | None = None
+
+
+class _ProbedBundle(msgspec.Struct):
+    entry: list[_ProbedEntry] | None = None
+
+
+_PROBE = msgspec.json.Decoder(_Probe)
+_PROBED_BUNDLE = msgspec.json.Decoder(_ProbedBundle)
+_SHAPE = msgspec.json.Decoder(_Shape)
+_PROCEDURE_TYPES = frozenset({"Procedure", "DiagnosticReport", "ServiceRequest"})
+_MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement"})
+
+
+def _parse(raw: msgspec.Raw | bytes) -> Any:
+    return orjson.loads(memoryview(raw))
+
+
+def _probe_concepts(concept: _Concept | None, code_map: CodeMap) -> frozenset[str]:
+    if concept is None or not concept.coding:
+        return _NO_CONCEPTS
+    found = _NO_CONCEPTS
+    for coding in concept.coding:
+        system, code = coding.system, coding.code
+        if type(system) is str and type(code) is str:
+            hit = code_map.lookup(system, code)
+            if hit:
+                found = found | hit if found else hit
+    return found
+
+
+class Record:
+    """A record resource as received: raw JSON and its probe (type and codes)."""
+
+    __slots__ = ("probe", "raw")
+
+    def __init__(self, raw: msgspec.Raw | bytes, probe: _Probe) -> None:
+        self.raw = raw
+        self.probe = probe
+
+    @property
+    def resource_type(self) -> Any:
+        return self.probe.resourceType
+
+    def worth_reading(self, code_map: CodeMap) -> bool:
+        """Would build_facts read this resource (the same test it makes on a parsed one)?"""
+        probe = self.probe
+        rtype = probe.resourceType
+        if type(rtype) is not str:
+            return False
+        if rtype == "Patient":
+            return True
+        if rtype == "Condition":
+            if _probe_concepts(probe.code, code_map):
+                return True
+            profiles = probe.meta.profile if probe.meta is not None else None
+            if type(profiles) is list and any(
+                isinstance(p, str) and p.split("|", 1)[0] in PROFILE_CONCEPTS for p in profiles
+            ):
+                return True
+            return any(_probe_concepts(stage.summary, code_map) for stage in probe.stage or ())
+        if rtype == "Observation":
+            return bool(
+                _probe_concepts(probe.code, code_map)
+                or _probe_concepts(probe.valueCodeableConcept, code_map)
+            )
+        if rtype in _PROCEDURE_TYPES:
+            return bool(_probe_concepts(probe.code, code_map))
+        if rtype in _MEDICATION_TYPES:
+            return bool(_probe_concepts(probe.medicationCodeableConcept, code_map))
+        return False
+
+    def parse(self) -> Mapping[str, Any]:
+        value = _parse(self.raw)
+        return value if type(value) is dict else _EMPTY
+
+
+@dataclass(frozen=True)
+class Received:
+    """A prefetch value read for its shape (see above): its resource type, its resources
+    (nested Bundles flattened, OperationOutcomes left out) as Records or, where the shape was
+    unexpected, parsed dicts; whether it reports an error; its next page."""
+
+    resource_type: Any
+    items: tuple[Record | Mapping[str, Any], ...]
+    error: bool
+    next: str | None
+
+
+def received_value(value: Any) -> Received:
+    """A prefetch value already parsed (tests, tools): the same view as ``receive`` gives."""
+    node = _dict(value)
+    return Received(
+        node.get("resourceType"),
+        tuple(bundle_resources(node)),
+        is_error_value(node),
+        next_link(node),
+    )
+
+
+def _entry_items(entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]]) -> list[Any]:
+    """Append the resources of Bundle entries to ``out``; return the entries' resource types."""
+    kinds: list[Any] = []
+    for entry in entries:
+        raw = entry.resource
+        try:
+            probe = _PROBE.decode(raw)
+        except msgspec.ValidationError:  # not the usual shape: parse it and read leniently
+            resource = _parse(raw)
+            kinds.append(_dict(resource).get("resourceType"))
+            wrapped = {"resourceType": "Bundle", "entry": [{"resource": resource}]}
+            out.extend(bundle_resources(wrapped))
+            continue
+        kind = probe.resourceType
+        kinds.append(kind)
+        if kind == "Bundle":
+            try:
+                nested = _SHAPE.decode(raw)
+            except msgspec.ValidationError:
+                out.extend(bundle_resources(_parse(raw)))
+            else:
+                _entry_items(nested.entry or (), out)
+        elif kind is not None and kind != "OperationOutcome":  # no type: nothing to read
+            out.append(Record(raw, probe))
+    return kinds
+
+
+def _probed_items(
+    raw: msgspec.Raw | bytes, entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]]
+) -> list[Any] | None:
+    """``_entry_items`` with every entry probed in one pass over the Bundle (one decoder call,
+    not one per entry). None when an entry is not of the usual shape or is itself a Bundle:
+    then each entry is read on its own."""
+    try:
+        probed = _PROBED_BUNDLE.decode(raw).entry or ()
+    except msgspec.ValidationError:
+        return None
+    if len(probed) != len(entries):  # cannot happen (same bytes); never pair wrongly
+        return None
+    kinds: list[Any] = []
+    for entry, found in zip(entries, probed, strict=True):
+        probe = found.resource
+        kind = probe.resourceType if probe is not None else None
+        if kind == "Bundle":
+            return None
+        kinds.append(kind)
+        if probe is not None and kind is not None and kind != "OperationOutcome":
+            out.append(Record(entry.resource, probe))
+    return kinds
+
+
+def receive(raw: msgspec.Raw | bytes) -> Received | None:
+    """Read one prefetch value (or a FHIR search page) from its raw JSON; None for ``null``.
+
+    Raises ``msgspec.DecodeError`` for JSON that does not parse."""
+    try:
+        shape = _SHAPE.decode(raw)
+    except msgspec.ValidationError:  # not an object, or entry/link of another shape
+        value = _parse(raw)
+        return None if value is None else received_value(value)
+    if shape.resourceType != "Bundle":
+        try:
+            probe = _PROBE.decode(raw)
+        except msgspec.ValidationError:
+            return received_value(_parse(raw))
+        kind = probe.resourceType
+        items: tuple[Record | Mapping[str, Any], ...] = ()
+        if kind is not None and kind != "OperationOutcome":
+            items = (Record(raw, probe),)
+        return Received(kind, items, kind == "OperationOutcome", None)
+    out: list[Record | Mapping[str, Any]] = []
+    kinds = _probed_items(raw, shape.entry or (), out)
+    if kinds is None:
+        out = []
+        kinds = _entry_items(shape.entry or (), out)
+    error = bool(kinds) and all(kind == "OperationOutcome" for kind in kinds)
+    link = next((lk.url for lk in shape.link or () if lk.relation == "next" and _str(lk.url)), None)
+    return Received(shape.resourceType, tuple(out), error, link)
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,9 +696,6 @@ def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationF
     )
 
 
-_NO_CONCEPTS: frozenset[str] = frozenset()
-
-
 def _profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:
     meta = raw.get("meta")
     if type(meta) is not dict:
@@ -453,7 +716,7 @@ Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
 
 
 def build_facts(
-    resources: Mapping[str, Sequence[Mapping[str, Any]]],
+    resources: Mapping[str, Sequence[Record | Mapping[str, Any]]],
     code_map: CodeMap,
     sources: Sources | None = None,
     distant_stage: Callable[[str], bool] | None = None,
@@ -471,66 +734,66 @@ def build_facts(
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
+    readable: list[tuple[str, int, Mapping[str, Any]]] = []
+    for key, items in resources.items():
+        for index, item in enumerate(items):
+            if isinstance(item, Record):  # as received: parsed only when its codes matter
+                if item.worth_reading(code_map):
+                    readable.append((key, index, item.parse()))
+            else:
+                readable.append((key, index, item))
     patient: Mapping[str, Any] = next(
-        (r for items in resources.values() for r in items if r.get("resourceType") == "Patient"),
-        {},
+        (r for _, _, r in readable if r.get("resourceType") == "Patient"), {}
     )
     birth = parse_date(patient.get("birthDate"))
-    for key, items in resources.items():
-        for index, raw in enumerate(items):
-            rtype = raw.get("resourceType")
-            if rtype == "Patient":
-                continue
-            if rtype == "Condition":
-                codings = _codings(raw.get("code"))
-                stage = [
-                    c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))
-                ]
-                concepts = code_map.lookup_all(codings) | _profile_concepts(raw)
-                relevant = bool(concepts) or bool(code_map.lookup_all(stage))
-            elif rtype == "Observation":
-                concepts = code_map.lookup_all(_codings(raw.get("code")))
-                values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
-                if (
-                    distant_stage is not None
-                    and not values
-                    and concepts & {"stage-group-observation", "m-category-observation"}
-                    and distant_stage(
-                        _label(raw.get("valueCodeableConcept"))
-                        or _str(raw.get("valueString"))
-                        or ""
-                    )
-                ):
-                    distant = (
-                        "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
-                    )
-                    values = frozenset({distant})
-                relevant = bool(concepts or values)
-            elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
-                concepts = code_map.lookup_all(_codings(raw.get("code")))
-                relevant = bool(concepts)
-            elif rtype in ("MedicationRequest", "MedicationStatement"):
-                concepts = code_map.lookup_all(_codings(raw.get("medicationCodeableConcept")))
-                relevant = bool(concepts)
-            else:
-                continue
-            if not relevant:
-                continue
-            if sources is not None:
-                sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
-            if rtype == "Condition":
-                fact = _condition(raw, concepts, code_map, birth)
-                if distant_stage is not None and not fact.stage_concepts:
-                    texts = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
-                    if any(distant_stage(t) for t in texts if t):
-                        fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
-                conditions.append(fact)
-            elif rtype == "Observation":
-                observations.append(_observation(raw, concepts, values))
-            elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
-                procedures.append(_procedure(raw, concepts))
-            else:
-                medications.append(_medication(raw, concepts))
+    for key, index, raw in readable:
+        rtype = raw.get("resourceType")
+        if rtype == "Patient":
+            continue
+        if rtype == "Condition":
+            codings = _codings(raw.get("code"))
+            stage = [c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))]
+            concepts = code_map.lookup_all(codings) | _profile_concepts(raw)
+            relevant = bool(concepts) or bool(code_map.lookup_all(stage))
+        elif rtype == "Observation":
+            concepts = code_map.lookup_all(_codings(raw.get("code")))
+            values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
+            if (
+                distant_stage is not None
+                and not values
+                and concepts & {"stage-group-observation", "m-category-observation"}
+                and distant_stage(
+                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString")) or ""
+                )
+            ):
+                distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
+                values = frozenset({distant})
+            relevant = bool(concepts or values)
+        elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
+            concepts = code_map.lookup_all(_codings(raw.get("code")))
+            relevant = bool(concepts)
+        elif rtype in ("MedicationRequest", "MedicationStatement"):
+            concepts = code_map.lookup_all(_codings(raw.get("medicationCodeableConcept")))
+            relevant = bool(concepts)
+        else:
+            continue
+        if not relevant:
+            continue
+        if sources is not None:
+            sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
+        if rtype == "Condition":
+            fact = _condition(raw, concepts, code_map, birth)
+            if distant_stage is not None and not fact.stage_concepts:
+                texts = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
+                if any(distant_stage(t) for t in texts if t):
+                    fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
+            conditions.append(fact)
+        elif rtype == "Observation":
+            observations.append(_observation(raw, concepts, values))
+        elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
+            procedures.append(_procedure(raw, concepts))
+        else:
+            medications.append(_medication(raw, concepts))
     return PatientFacts(
         birth_date=parse_date(patient.get("birthDate")),
         gender=_str(patient.get("gender")),

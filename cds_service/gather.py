@@ -16,12 +16,12 @@ from typing import Any
 import requests
 
 from .errors import InvalidRequest, PrefetchUnavailable
-from .fhir import bundle_resources, is_error_value, next_link
+from .fhir import Received, Record, bundle_resources, received_value
 from .fhir_client import FhirClient, FhirUnavailable
 from .hooks import CdsRequest
 from .services import Service, resolve_template
 
-Resources = list[Mapping[str, Any]]
+Resources = list[Record | Mapping[str, Any]]
 
 
 def server_allowed(fhir_server: str, allowlist: Sequence[str]) -> bool:
@@ -64,14 +64,15 @@ def gather(
             resources[key], origin[key] = [], "prefetch"  # null: the client says "no data"
             continue
         if key in req.prefetch:
-            if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+            received = value if isinstance(value, Received) else received_value(value)
+            if not isinstance(received.resource_type, str):
                 raise InvalidRequest(
                     f"prefetch.{key} must be a FHIR resource, a Bundle or null",
                     [f"prefetch.{key}"],
                 )
-            if not is_error_value(value):
-                items: Resources = list(bundle_resources(value))
-                link = next_link(value)
+            if not received.error:
+                items: Resources = list(received.items)
+                link = received.next
                 if link and client is not None:
                     pending[key] = (executor.submit(client.fetch, link, key), items)
                 else:
