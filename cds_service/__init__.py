@@ -13,7 +13,6 @@ from typing import Any
 
 import requests
 from flask import Flask
-from flask_cors import CORS
 from requests.adapters import HTTPAdapter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -113,14 +112,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     errors.register_error_handlers(app)
     app.register_blueprint(api.bp)
-    if origins:
-        CORS(
-            app,
-            resources={r"/cds-services*": {"origins": list(origins)}},
-            methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     logs.configure()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, g, render_template, request
+from flask import Blueprint, Response, current_app, g, render_template, request
 
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
@@ -193,12 +193,37 @@ def _authenticate() -> None:
     g.issuer_fhir_servers = issuer.fhir_servers
 
 
+CORS_METHODS = "GET, POST, OPTIONS"
+CORS_HEADERS = "Authorization, Content-Type"
+CORS_MAX_AGE = "600"
+
+
 @bp.after_app_request
 def _headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     if request.path.startswith("/cds-services"):
         response.headers["Cache-Control"] = "no-store"
+        origin = request.headers.get("Origin")
+        if origin:
+            _cors(response, origin)
     return response
+
+
+def _cors(response: Response, origin: str) -> None:
+    """CORS for the CDS Hooks endpoints (browser clients such as the sandbox): the configured
+    origins, or any origin when unauthenticated; a preflight also gets methods and headers."""
+    allowed: tuple[str, ...] = current_app.config.get("CDS_CORS_ORIGINS") or ()
+    if "*" in allowed:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.vary.add("Origin")
+    else:
+        return
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
 
 
 _BASE_URLS: dict[tuple[str, str, str, str, str], str] = {}

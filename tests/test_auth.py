@@ -339,6 +339,23 @@ def test_cors_preflight_on_every_endpoint(secure_app: Flask, path: str) -> None:
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
+def test_cors_on_actual_requests(secure_app: Flask) -> None:
+    """The answer to an allowed origin names it (and varies by Origin); others get no CORS
+    header, and neither do pages outside the CDS endpoints."""
+    client = secure_app.test_client()
+    allowed = client.get(
+        "/cds-services", base_url=BASE, headers={"Origin": "https://ehr.example.org"}
+    )
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://ehr.example.org"
+    assert "Origin" in allowed.headers["Vary"]
+    assert "Access-Control-Allow-Methods" not in allowed.headers  # only on a preflight
+    for headers in ({"Origin": "https://evil.example.org"}, {}):
+        answer = client.get("/cds-services", base_url=BASE, headers=headers)
+        assert "Access-Control-Allow-Origin" not in answer.headers
+    page = client.get("/openapi.json", base_url=BASE, headers={"Origin": "https://ehr.example.org"})
+    assert "Access-Control-Allow-Origin" not in page.headers
+
+
 def test_unauthenticated_loopback_mode_allows_any_origin(client: Any) -> None:
     response = client.options(
         "/cds-services",
