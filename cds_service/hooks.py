@@ -138,14 +138,20 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
     )
 
 
+_NULL = msgspec.Raw(b"null")
+
+
 class _HookBody(msgspec.Struct):
-    hook: Any = None
-    hookInstance: Any = None  # noqa: N815 - CDS Hooks field names
-    fhirServer: Any = None  # noqa: N815
-    fhirAuthorization: Any = None  # noqa: N815
-    context: Any = None
-    prefetch: msgspec.Raw = msgspec.Raw(b"null")
-    extension: Any = None
+    """The top level of a hook call, every value raw: all but the prefetch are parsed by the
+    plain parser (which refuses what it always refused, e.g. integers beyond 64 bits)."""
+
+    hook: msgspec.Raw = _NULL
+    hookInstance: msgspec.Raw = _NULL  # noqa: N815 - CDS Hooks field names
+    fhirServer: msgspec.Raw = _NULL  # noqa: N815
+    fhirAuthorization: msgspec.Raw = _NULL  # noqa: N815
+    context: msgspec.Raw = _NULL
+    prefetch: msgspec.Raw = _NULL
+    extension: msgspec.Raw = _NULL
 
 
 _HOOK_BODY = msgspec.json.Decoder(_HookBody)
@@ -172,14 +178,10 @@ def decode_request(data: bytes) -> Any:
     except (msgspec.ValidationError, msgspec.DecodeError):
         return orjson.loads(data)
     out = {
-        "hook": body.hook,
-        "hookInstance": body.hookInstance,
-        "fhirServer": body.fhirServer,
-        "fhirAuthorization": body.fhirAuthorization,
-        "context": body.context,
-        "prefetch": None,
-        "extension": body.extension,
+        name: orjson.loads(memoryview(getattr(body, name)))
+        for name in ("hook", "hookInstance", "fhirServer", "fhirAuthorization", "context")
     }
+    out["extension"] = orjson.loads(memoryview(body.extension))
     try:
         values = _PREFETCH.decode(body.prefetch)
     except msgspec.ValidationError:  # null, or not an object

@@ -59,6 +59,18 @@ def client(app: Flask) -> Iterator[FlaskClient]:
         yield c
 
 
+@pytest.fixture(scope="module")
+def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    # No outbound FHIR queries: generated fhirServer values are refused by the allow-list.
+    return create_app(
+        {
+            "today": TODAY,
+            "instance_dir": str(tmp_path_factory.mktemp("fuzz")),
+            "fhir_server_allowlist": "http://127.0.0.1:9/none",
+        }
+    )
+
+
 from .databases import db_url, postgres_server  # noqa: E402,F401  (fixtures)
 
 # --- the JSON log of the whole run must hold no PHI, token or JWT ---------------------------

@@ -14,9 +14,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds_service import create_app
-
-from .conftest import FIXTURES, TODAY, load_json
+from .conftest import FIXTURES, load_json
 
 OPENAPI = load_json(Path(__file__).resolve().parents[1] / "cds_service" / "openapi.json")
 SERVICES = ["breast-surveillance-order-select", "breast-surveillance-order-sign"]
@@ -133,18 +131,6 @@ FIXTURE_REQUESTS = [
         "order-reason-rib-pain",
     )
 ]
-
-
-@pytest.fixture(scope="module")
-def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    # No outbound FHIR queries: generated fhirServer values are refused by the allow-list.
-    return create_app(
-        {
-            "today": TODAY,
-            "instance_dir": str(tmp_path_factory.mktemp("fuzz")),
-            "fhir_server_allowlist": "http://127.0.0.1:9/none",
-        }
-    )
 
 
 def check(client: FlaskClient, path: str, **kwargs: Any) -> None:

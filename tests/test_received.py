@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cds_service import hooks
 from cds_service.fhir import Record, build_facts, parse_orders, receive
@@ -26,6 +28,7 @@ from cds_service.rules import evaluate
 from cds_service.state import get_state
 
 from .conftest import CASES_DOC, EXTERNAL, FIXTURES, SERVICE_FOR_HOOK, TODAY, load_json
+from .test_fuzz import SERVICES, fuzz, mutated_requests
 
 SYNTHEA = sorted((EXTERNAL / "synthea").glob("*.json")) if (EXTERNAL / "synthea").is_dir() else []
 
@@ -247,14 +250,40 @@ def test_refusals_are_the_same_both_ways(
     assert answers[0][1]["resourceType"] == "OperationOutcome"
 
 
-def test_large_invalid_json_is_the_same_400(app: Flask) -> None:
-    data = _with(lambda b: None)[:-1] + b" " * hooks.RAW_READ_FROM
+def _post(app: Flask, data: bytes) -> Any:
     with app.test_client() as client:
-        answer = client.post(
+        return client.post(
             "/cds-services/breast-surveillance-order-select",
             data=data,
             content_type="application/json",
         )
+
+
+def test_large_invalid_json_is_the_same_400(app: Flask) -> None:
+    data = _with(lambda b: None)[:-1] + b" " * hooks.RAW_READ_FROM
+    answer = _post(app, data)
+    assert answer.status_code == 400
+    assert "not valid JSON" in answer.get_json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize("where", ["context", "read-record", "unread-record"])
+def test_json_the_parser_refuses(app: Flask, raw_always: None, where: str) -> None:
+    """A lone surrogate escape: the plain parser refuses the body, and so does the fast path,
+    wherever it is (msgspec checks escapes even in what it skips; a record the fast path
+    parses later refuses it too): a 400, never a 500."""
+    body = _seed()
+    odd = "\ud800"
+    if where == "context":
+        body["context"]["draftOrders"]["entry"][0]["resource"]["note"] = [{"text": odd}]
+    elif where == "read-record":
+        _entries(body, "conditions")[0]["resource"]["note"] = [{"text": odd}]
+    else:
+        _entries(body, "conditions").append(
+            {"resource": {"resourceType": "Encounter", "id": "e", "status": odd}}
+        )
+    data = json.dumps(body).encode()
+    assert b"\\ud800" in data
+    answer = _post(app, data)
     assert answer.status_code == 400
     assert "not valid JSON" in answer.get_json()["issue"][0]["diagnostics"]
 
@@ -292,3 +321,60 @@ def test_paging_link_and_error_flags() -> None:
         (),
     )
     assert receive(b"null") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Property: mutated fixture requests get the same answer whichever way they are read
+
+
+def _answer(app: Flask, service: str, data: bytes, threshold: int) -> tuple[int, Any]:
+    original = hooks.RAW_READ_FROM
+    hooks.RAW_READ_FROM = threshold
+    try:
+        with app.test_client() as client:
+            response = client.post(
+                f"/cds-services/{service}", data=data, content_type="application/json"
+            )
+    finally:
+        hooks.RAW_READ_FROM = original
+    body = response.get_json()
+    if response.status_code != 200:
+        return response.status_code, body
+    cards = [
+        (c["indicator"], c["summary"], c.get("extension")) for c in body["cards"]
+    ]  # uuids and consult ids differ per call
+    for _, _, extension in cards:
+        if extension:
+            extension.get("breast-surveillance-cds", {}).pop("consultId", None)
+    return 200, cards
+
+
+@fuzz(300)
+@given(body=mutated_requests(), service=st.sampled_from(SERVICES))
+def test_mutated_requests_get_the_same_answer_both_ways(
+    fuzz_app: Flask, body: Any, service: str
+) -> None:
+    data = json.dumps(body).encode()
+    fast, plain = _answer(fuzz_app, service, data, 0), _answer(fuzz_app, service, data, 10**9)
+    assert fast == plain
+
+
+@pytest.mark.parametrize("read", [True, False])
+def test_a_number_the_parser_refuses(app: Flask, raw_always: None, read: bool) -> None:
+    """1e999 (infinite as a double): the plain parser refuses the body. The fast path refuses
+    it in a record it parses (a 400, never a 500) and, the one intended difference, does not
+    see it in a record the rules never read (that record is never parsed)."""
+    body = _seed()
+    if read:
+        _entries(body, "conditions")[0]["resource"]["onsetAge"] = {"value": 0}
+    else:
+        _entries(body, "conditions").append(
+            {"resource": {"resourceType": "Encounter", "id": "e", "length": {"value": 0}}}
+        )
+    data = json.dumps(body).encode().replace(b'{"value": 0}', b'{"value": 1e999}')
+    answer = _post(app, data)
+    if read:
+        assert answer.status_code == 400
+        assert "not valid JSON" in answer.get_json()["issue"][0]["diagnostics"]
+    else:
+        assert answer.status_code == 200 and answer.get_json()["cards"]
