@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import orjson
@@ -145,9 +145,12 @@ def _status_code(concept: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    kind = type(value)  # JSON numbers are exactly int or float (a bool is not a number here)
+    if kind is float:
+        return cast(float, value)
+    if kind is int:
+        return float(value)
+    return None
 
 
 _PATHS: dict[str, tuple[str, ...]] = {}
@@ -638,18 +641,24 @@ def _condition(
 def _observation(
     raw: Mapping[str, Any], concepts: frozenset[str], values: frozenset[str]
 ) -> ObservationFact:
-    quantity = _dict(raw.get("valueQuantity"))
+    # Hot on large records (thousands of labs): concrete type checks, nothing built that is
+    # not kept.
+    quantity = raw.get("valueQuantity")
+    value = _number(quantity.get("value")) if type(quantity) is dict else None
     high = None
     for reference in _list(raw.get("referenceRange")):
         high = _number(_dict(_dict(reference).get("high")).get("value"))
         if high is not None:
             break
-    interpretation = frozenset(
-        code
-        for concept in _list(raw.get("interpretation"))
-        for coding in _list(_dict(concept).get("coding"))
-        if (code := _str(_dict(coding).get("code")))
-    )
+    interpretation = _NO_CONCEPTS
+    interpretations = raw.get("interpretation")
+    if interpretations:
+        interpretation = frozenset(
+            code
+            for concept in _list(interpretations)
+            for coding in _list(_dict(concept).get("coding"))
+            if (code := _str(_dict(coding).get("code")))
+        )
     value_bool = raw.get("valueBoolean")
     return ObservationFact(
         id=_str(raw.get("id")) or "",
@@ -665,7 +674,7 @@ def _observation(
             "issued",
         ),
         value_concepts=values,
-        value=_number(quantity.get("value")),
+        value=value,
         value_bool=value_bool if isinstance(value_bool, bool) else None,
         reference_high=high,
         interpretation=interpretation,
