@@ -405,9 +405,7 @@ class Record:
             if _probe_concepts(probe.code, code_map):
                 return True
             profiles = probe.meta.profile if probe.meta is not None else None
-            if type(profiles) is list and any(
-                isinstance(p, str) and p.split("|", 1)[0] in PROFILE_CONCEPTS for p in profiles
-            ):
+            if type(profiles) is list and any(_profile_concept(p) for p in profiles):
                 return True
             return any(_probe_concepts(stage.summary, code_map) for stage in probe.stage or ())
         if rtype == "Observation":
@@ -723,11 +721,20 @@ def _profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:
         return _NO_CONCEPTS
     found = _NO_CONCEPTS
     for p in profiles:
-        if isinstance(p, str):
-            concept = PROFILE_CONCEPTS.get(p.split("|", 1)[0])
-            if concept:
-                found = found | {concept}
+        concept = _profile_concept(p)
+        if concept:
+            found = found | {concept}
     return found
+
+
+def _profile_concept(profile: Any) -> str | None:
+    """The concept a profile URL (``|version`` or not) says; most say none (US Core)."""
+    if type(profile) is not str:
+        return None
+    concept = PROFILE_CONCEPTS.get(profile)
+    if concept is None and "|" in profile:
+        concept = PROFILE_CONCEPTS.get(profile.split("|", 1)[0])
+    return concept
 
 
 Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
