@@ -356,6 +356,9 @@ class _ProbedBundle(msgspec.Struct):
     entry: list[_ProbedEntry] | None = None
 
 
+# Not the usual shape, or nested deeper than msgspec recurses (orjson allows 1,024 levels):
+# such a value is parsed by the plain parser, which reads it or refuses it as it always did.
+_UNUSUAL = (msgspec.ValidationError, RecursionError)
 _PROBE = msgspec.json.Decoder(_Probe)
 _PROBED_BUNDLE = msgspec.json.Decoder(_ProbedBundle)
 _SHAPE = msgspec.json.Decoder(_Shape)
@@ -459,7 +462,7 @@ def _entry_items(entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]
         raw = entry.resource
         try:
             probe = _PROBE.decode(raw)
-        except msgspec.ValidationError:  # not the usual shape: parse it and read leniently
+        except _UNUSUAL:  # not the usual shape: parse it and read leniently
             resource = _parse(raw)
             kinds.append(_dict(resource).get("resourceType"))
             wrapped = {"resourceType": "Bundle", "entry": [{"resource": resource}]}
@@ -470,7 +473,7 @@ def _entry_items(entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]
         if kind == "Bundle":
             try:
                 nested = _SHAPE.decode(raw)
-            except msgspec.ValidationError:
+            except _UNUSUAL:
                 out.extend(bundle_resources(_parse(raw)))
             else:
                 _entry_items(nested.entry or (), out)
@@ -487,7 +490,7 @@ def _probed_items(
     then each entry is read on its own."""
     try:
         probed = _PROBED_BUNDLE.decode(raw).entry or ()
-    except msgspec.ValidationError:
+    except _UNUSUAL:
         return None
     if len(probed) != len(entries):  # cannot happen (same bytes); never pair wrongly
         return None
@@ -509,13 +512,13 @@ def receive(raw: msgspec.Raw | bytes) -> Received | None:
     Raises ``msgspec.DecodeError`` for JSON that does not parse."""
     try:
         shape = _SHAPE.decode(raw)
-    except msgspec.ValidationError:  # not an object, or entry/link of another shape
+    except _UNUSUAL:  # not an object, or entry/link of another shape
         value = _parse(raw)
         return None if value is None else received_value(value)
     if shape.resourceType != "Bundle":
         try:
             probe = _PROBE.decode(raw)
-        except msgspec.ValidationError:
+        except _UNUSUAL:
             return received_value(_parse(raw))
         kind = probe.resourceType
         items: tuple[Record | Mapping[str, Any], ...] = ()

@@ -174,7 +174,9 @@ def decode_request(data: bytes) -> Any:
         return orjson.loads(data)
     try:
         body = _HOOK_BODY.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):  # e.g. a prefetch that is not an object
+    # A prefetch that is not an object, JSON msgspec refuses, nesting deeper than it recurses:
+    # the plain parser reads it (or refuses it, with its own message).
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return orjson.loads(data)
     out = {
         name: orjson.loads(memoryview(getattr(body, name)))

@@ -378,3 +378,27 @@ def test_a_number_the_parser_refuses(app: Flask, raw_always: None, read: bool) -
         assert "not valid JSON" in answer.get_json()["issue"][0]["diagnostics"]
     else:
         assert answer.status_code == 200 and answer.get_json()["cards"]
+
+
+@pytest.mark.parametrize("depth", [900, 1000, 1100, 20_000])
+@pytest.mark.parametrize("where", ["context", "record", "prefetch"])
+def test_deep_nesting_answers_the_same_both_ways(app: Flask, where: str, depth: int) -> None:
+    """msgspec recurses less deep than orjson parses (1,024 levels): never a 500, and the same
+    answer as the plain reading (the body is padded past the fast-path threshold)."""
+    text = json.dumps(_seed())
+    nested = "[" * depth + "]" * depth
+    if where == "context":
+        text = text.replace('"context": {', '"context": {"deep": ' + nested + ", ", 1)
+    elif where == "record":
+        text = text.replace(
+            '"resourceType": "Condition",',
+            '"resourceType": "Condition", "deep": ' + nested + ",",
+            1,
+        )
+    else:
+        text = text.replace('"prefetch": {', '"prefetch": {"zz": ' + nested + ", ", 1)
+    data = (text + " " * hooks.RAW_READ_FROM).encode()
+    fast = _answer(app, "breast-surveillance-order-select", data, 0)
+    plain = _answer(app, "breast-surveillance-order-select", data, 10**9)
+    assert fast[0] < 500
+    assert fast == plain
