@@ -176,7 +176,7 @@ def decode_request(data: bytes) -> Any:
         body = _HOOK_BODY.decode(data)
     # A prefetch that is not an object, JSON msgspec refuses, nesting deeper than it recurses:
     # the plain parser reads it (or refuses it, with its own message).
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError):
         return orjson.loads(data)
     out = {
         name: orjson.loads(memoryview(getattr(body, name)))

@@ -28,7 +28,7 @@ from cds_service.rules import evaluate
 from cds_service.state import get_state
 
 from .conftest import CASES_DOC, EXTERNAL, FIXTURES, SERVICE_FOR_HOOK, TODAY, load_json
-from .test_fuzz import SERVICES, fuzz, mutated_requests
+from .test_fuzz import REQUEST_SCHEMA, SERVICES, from_schema, fuzz, mutated_requests
 
 SYNTHEA = sorted((EXTERNAL / "synthea").glob("*.json")) if (EXTERNAL / "synthea").is_dir() else []
 
@@ -400,5 +400,18 @@ def test_deep_nesting_answers_the_same_both_ways(app: Flask, where: str, depth: 
     data = (text + " " * hooks.RAW_READ_FROM).encode()
     fast = _answer(app, "breast-surveillance-order-select", data, 0)
     plain = _answer(app, "breast-surveillance-order-select", data, 10**9)
+    assert fast[0] < 500
+    assert fast == plain
+
+
+@fuzz(300)
+@given(
+    data=st.binary(max_size=300)
+    | st.text(max_size=300).map(str.encode)
+    | from_schema(REQUEST_SCHEMA).map(lambda body: json.dumps(body).encode())
+)
+def test_generated_bodies_get_the_same_answer_both_ways(fuzz_app: Flask, data: bytes) -> None:
+    service = "breast-surveillance-order-select"
+    fast, plain = _answer(fuzz_app, service, data, 0), _answer(fuzz_app, service, data, 10**9)
     assert fast[0] < 500
     assert fast == plain
