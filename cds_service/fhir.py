@@ -295,8 +295,11 @@ def next_link(bundle: Any) -> str | None:
 # does not have the expected shape (a ``coding`` that is not an array, an entry that is not an
 # object, ...) is parsed in full at once and read leniently: the fast path decides as the full
 # one does (tests/test_received.py checks every fixture, the Synthea records, odd shapes and
-# mutated requests). One difference is intended: a number the full parser refuses (1e999)
-# inside a record resource the rules never read is never parsed, so it is not a 400.
+# mutated requests, generated bodies). What differs is JSON the full parser refuses for a
+# number beyond double range (1e999): where the fast path parses nothing (a record resource the
+# rules never read, an unknown top-level key, a Bundle's total, link or search) it is not seen;
+# in a record it does parse it is refused later, so another 4xx or a 412 may be answered first.
+# Never a 5xx. Invalid UTF-8 anywhere is refused up front, as by the full parser.
 # Bodies under hooks.RAW_READ_FROM are parsed whole: for a few dozen resources that is cheaper.
 
 
@@ -358,7 +361,7 @@ class _ProbedBundle(msgspec.Struct):
 
 # Not the usual shape, or nested deeper than msgspec recurses (orjson allows 1,024 levels):
 # such a value is parsed by the plain parser, which reads it or refuses it as it always did.
-_UNUSUAL = (msgspec.ValidationError, RecursionError)
+_UNUSUAL = (msgspec.ValidationError, RecursionError, UnicodeDecodeError)
 _PROBE = msgspec.json.Decoder(_Probe)
 _PROBED_BUNDLE = msgspec.json.Decoder(_ProbedBundle)
 _SHAPE = msgspec.json.Decoder(_Shape)
@@ -524,15 +527,22 @@ def receive(raw: msgspec.Raw | bytes) -> Received | None:
         items: tuple[Record | Mapping[str, Any], ...] = ()
         if kind is not None and kind != "OperationOutcome":
             items = (Record(raw, probe),)
-        return Received(kind, items, kind == "OperationOutcome", None)
+        return Received(kind, items, kind == "OperationOutcome", _next(shape))
     out: list[Record | Mapping[str, Any]] = []
     kinds = _probed_items(raw, shape.entry or (), out)
     if kinds is None:
         out = []
         kinds = _entry_items(shape.entry or (), out)
     error = bool(kinds) and all(kind == "OperationOutcome" for kind in kinds)
-    link = next((lk.url for lk in shape.link or () if lk.relation == "next" and _str(lk.url)), None)
-    return Received(shape.resourceType, tuple(out), error, link)
+    return Received(shape.resourceType, tuple(out), error, _next(shape))
+
+
+def _next(shape: _Shape) -> str | None:
+    """As ``next_link``: the first link whose relation is "next", if its url is usable."""
+    for link in shape.link or ():
+        if link.relation == "next":
+            return _str(link.url)
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -172,11 +172,16 @@ def decode_request(data: bytes) -> Any:
     """
     if len(data) < RAW_READ_FROM:
         return orjson.loads(data)
+    if not data.isascii():
+        try:  # msgspec checks UTF-8 only in what it decodes: check all of it, as orjson does
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return orjson.loads(data)  # refuses it, with its own message
     try:
         body = _HOOK_BODY.decode(data)
     # A prefetch that is not an object, JSON msgspec refuses, nesting deeper than it recurses:
     # the plain parser reads it (or refuses it, with its own message).
-    except (msgspec.MsgspecError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
         return orjson.loads(data)
     out = {
         name: orjson.loads(memoryview(getattr(body, name)))

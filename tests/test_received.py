@@ -415,3 +415,57 @@ def test_generated_bodies_get_the_same_answer_both_ways(fuzz_app: Flask, data: b
     fast, plain = _answer(fuzz_app, service, data, 0), _answer(fuzz_app, service, data, 10**9)
     assert fast[0] < 500
     assert fast == plain
+
+
+UNREACHABLE = "http://127.0.0.1:9/none"  # on fuzz_app's allow-list; nothing listens there
+
+
+@pytest.mark.parametrize(
+    "links",
+    [
+        [{"relation": "next", "url": ""}, {"relation": "next", "url": UNREACHABLE + "/p2"}],
+        [{"relation": "next", "url": 5}, {"relation": "next", "url": UNREACHABLE + "/p2"}],
+        [{"relation": "self", "url": "x"}, {"relation": "next", "url": UNREACHABLE + "/p2"}],
+        "single-resource",
+    ],
+)
+def test_next_links_are_followed_the_same_both_ways(fuzz_app: Flask, links: Any) -> None:
+    """The first link whose relation is "next" decides, as in next_link (found in review: the
+    fast path used to skip one without a usable url, and ignored links on a bare resource)."""
+    body = _seed()
+    body["fhirServer"] = UNREACHABLE
+    if links == "single-resource":
+        resource = _entries(body, "conditions")[0]["resource"]
+        body["prefetch"]["conditions"] = {
+            **resource,
+            "link": [{"relation": "next", "url": UNREACHABLE + "/p2"}],
+        }
+    else:
+        body["prefetch"]["conditions"]["link"] = links
+    data = (json.dumps(body) + " " * hooks.RAW_READ_FROM).encode()
+    service = "breast-surveillance-order-select"
+    assert _answer(fuzz_app, service, data, 0) == _answer(fuzz_app, service, data, 10**9)
+
+
+@pytest.mark.parametrize("where", ["unread-record", "link", "prefetch-key", "read-record"])
+def test_invalid_utf8_is_the_same_400(app: Flask, where: str) -> None:
+    """A Latin-1 byte in a large body: 400 from both readings, never a 500 (found in review:
+    msgspec raised UnicodeDecodeError where it decoded the string, and skipped it elsewhere)."""
+    body = _seed()
+    marker = "MARKER-E9"
+    if where == "unread-record":
+        _entries(body, "conditions").append(
+            {"resource": {"resourceType": "Encounter", "id": "e", "status": marker}}
+        )
+    elif where == "link":
+        body["prefetch"]["conditions"]["link"] = [{"relation": marker, "url": "x"}]
+    elif where == "prefetch-key":
+        body["prefetch"][marker] = None
+    else:
+        _entries(body, "conditions")[0]["resource"]["code"]["coding"][0]["system"] += marker
+    text = json.dumps(body) + " " * hooks.RAW_READ_FROM
+    data = text.encode().replace(marker.encode(), b"caf\xe9")
+    service = "breast-surveillance-order-select"
+    fast, plain = _answer(app, service, data, 0), _answer(app, service, data, 10**9)
+    assert fast == plain
+    assert fast[0] == 400
