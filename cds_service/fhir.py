@@ -254,8 +254,8 @@ def bundle_resources(value: Any) -> Iterator[Mapping[str, Any]]:
             resource = _dict(_dict(entry).get("resource"))
             if resource.get("resourceType") == "Bundle":
                 yield from bundle_resources(resource)
-            elif resource and resource.get("resourceType") != "OperationOutcome":
-                yield resource
+            elif resource.get("resourceType") not in (None, "OperationOutcome"):
+                yield resource  # a resource without a type is nothing the rules can read
     elif node and node.get("resourceType") not in (None, "OperationOutcome"):
         yield node
 

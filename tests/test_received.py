@@ -469,3 +469,25 @@ def test_invalid_utf8_is_the_same_400(app: Flask, where: str) -> None:
     fast, plain = _answer(app, service, data, 0), _answer(app, service, data, 10**9)
     assert fast == plain
     assert fast[0] == 400
+
+
+def test_sources_name_the_same_places_both_ways(app: Flask, raw_always: None) -> None:
+    """Where a cited record came from (the invalid-resource log names it) is the same on both
+    paths, also after an entry without a type (found in review: one path counted it)."""
+    body = _seed()
+    _entries(body, "conditions").insert(0, {"resource": {"id": "no-type"}})
+    _entries(body, "conditions").insert(0, {"resource": {"resourceType": None, "id": "null"}})
+    data = json.dumps(body).encode()
+    places = []
+    for decode in (decode_request, orjson.loads):
+        with app.app_context():
+            state = get_state()
+            service = state.services["breast-surveillance-order-select"]
+            req = parse_request(decode(data), service.hook)
+            resources, _ = gather(req, service, state.http, state.executor, 2.5, [])
+            sources: dict[Any, Any] = {}
+            build_facts(resources, state.knowledge.codes, sources)
+            places.append({key: where for key, (where, _) in sources.items()})
+            assert len(resources["conditions"]) == len(_entries(body, "conditions")) - 2
+    assert places[0] == places[1]
+    assert any(where.startswith("prefetch.conditions[0]") for where in places[0].values())
