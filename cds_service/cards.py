@@ -44,6 +44,9 @@ class _RandomUuids:
         return str(uuid.UUID(bytes=raw, version=4))
 
     def reset(self) -> None:
+        # In a forked child: the parent's bytes must not be reused, and a lock a parent's
+        # thread held at the fork would never be released.
+        self.lock = threading.Lock()
         self.buffer, self.position = b"", 0
 
 

@@ -64,8 +64,9 @@ def parse_date(value: Any) -> date | None:
     if not isinstance(value, str):
         return None
     key = value[:10]  # all the pattern reads: records repeat dates (a lab panel, a visit)
-    if key in _DATES:
-        return _DATES[key]
+    found = _DATES.get(key, _UNSEEN)  # one lookup: another thread may clear the memo
+    if found is not _UNSEEN:
+        return found  # type: ignore[return-value]
     found = _parse_date(key)
     if len(_DATES) > 50_000:
         _DATES.clear()
@@ -74,6 +75,7 @@ def parse_date(value: Any) -> date | None:
 
 
 _DATES: dict[str, date | None] = {}
+_UNSEEN = object()
 
 
 def _parse_date(value: str) -> date | None:

@@ -311,6 +311,7 @@ class CodeMap:
 # Order-text matcher
 
 
+_UNKNOWN = object()  # "not remembered" (None is a remembered answer)
 _PUNCTUATION = re.compile(r"[/\-,;:()+&.\[\]]+")
 _SPACES = re.compile(r"\s+")
 
@@ -350,8 +351,9 @@ class TextMatcher:
         if not text or not text.strip():
             return False
         key = ("stage", "", text)
-        if key in self._memo:
-            return bool(self._memo[key])
+        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
+        if known is not _UNKNOWN:
+            return bool(known)
         return bool(self._remember(*key, self._distant_stage(text)))
 
     def _distant_stage(self, text: str) -> bool:
@@ -367,8 +369,9 @@ class TextMatcher:
         if not text or not text.strip():
             return None
         key = ("reason", "", text)
-        if key in self._memo:
-            return cast("str | None", self._memo[key])
+        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
+        if known is not _UNKNOWN:
+            return cast("str | None", known)
         return cast("str | None", self._remember(*key, self._reason(text)))
 
     def _reason(self, text: str) -> str:
@@ -387,8 +390,9 @@ class TextMatcher:
         if not text or not text.strip():
             return False
         key = ("finding", "", text)
-        if key in self._memo:
-            return bool(self._memo[key])
+        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
+        if known is not _UNKNOWN:
+            return bool(known)
         norm = self.normalise(text)
         return bool(self._remember(*key, any(p.search(norm) for p in self.diagnostic_reasons)))
 
@@ -404,8 +408,9 @@ class TextMatcher:
         if not text or not text.strip():
             return False
         key = ("contradicts", study, text)
-        if key in self._memo:
-            return bool(self._memo[key])
+        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
+        if known is not _UNKNOWN:
+            return bool(known)
         norm = self.normalise(text)
         return bool(
             self._remember(
@@ -423,8 +428,9 @@ class TextMatcher:
         if not text or not text.strip():
             return None
         key = ("match", "", text)
-        if key in self._memo:
-            return cast("str | None", self._memo[key])
+        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
+        if known is not _UNKNOWN:
+            return cast("str | None", known)
         return cast("str | None", self._remember(*key, self._match(text)))
 
     def _match(self, text: str) -> str | None:
