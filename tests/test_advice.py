@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
+import uuid
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 from flask.testing import FlaskClient
+
+from cds_service.cards import new_uuid
 
 from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, FIXTURES, external, load_json
@@ -180,3 +184,24 @@ def test_public_base_url_setting_wins() -> None:
     assert body["cards"][0]["overrideReasons"][0]["system"] == (
         "https://cds.hospital.org/CodeSystem/override-reason"
     )
+
+
+def test_card_uuids_are_version_4_and_differ_across_forked_workers() -> None:
+    """Card uuids come from a buffer of random bytes: a forked gunicorn worker must not hand
+    out the ids its parent (or a sibling) will."""
+    first = new_uuid()
+    assert uuid.UUID(first).version == 4
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: its next id, through the pipe
+        try:
+            os.write(write, new_uuid().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 64).decode()
+    os.close(read)
+    ours = new_uuid()
+    assert from_child and from_child != ours
+    assert len({first, ours, from_child}) == 3
