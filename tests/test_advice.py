@@ -205,3 +205,14 @@ def test_card_uuids_are_version_4_and_differ_across_forked_workers() -> None:
     ours = new_uuid()
     assert from_child and from_child != ours
     assert len({first, ours, from_child}) == 3
+
+
+def test_links_follow_the_host_of_each_call(client: FlaskClient) -> None:
+    """The base URL the cards link to is remembered per host, never carried over to another."""
+    body = request_of("seed-pet-ct")
+    for base in ("https://a.example.org", "http://b.example.org:8080", "https://a.example.org"):
+        card = client.post(SELECT, json=body, base_url=base).get_json()["cards"][0]
+        assert base + "/handouts/breast-surveillance" in [link["url"] for link in card["links"]]
+        assert {r["system"] for r in card["overrideReasons"]} == {
+            base + "/CodeSystem/override-reason"
+        }
