@@ -367,8 +367,10 @@ _UNUSUAL = (msgspec.ValidationError, RecursionError, UnicodeDecodeError)
 _PROBE = msgspec.json.Decoder(_Probe)
 _PROBED_BUNDLE = msgspec.json.Decoder(_ProbedBundle)
 _SHAPE = msgspec.json.Decoder(_Shape)
-_PROCEDURE_TYPES = frozenset({"Procedure", "DiagnosticReport", "ServiceRequest"})
-_MEDICATION_TYPES = frozenset({"MedicationRequest", "MedicationStatement"})
+# Tuples, not sets: a resourceType from a client may be unhashable (a list), and `in` on a
+# tuple compares without hashing.
+_PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
+_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
 
 
 def _parse(raw: msgspec.Raw | bytes) -> Any:
@@ -396,10 +398,6 @@ class Record:
     def __init__(self, raw: msgspec.Raw | bytes, probe: _Probe) -> None:
         self.raw = raw
         self.probe = probe
-
-    @property
-    def resource_type(self) -> Any:
-        return self.probe.resourceType
 
     def worth_reading(self, code_map: CodeMap) -> bool:
         """Would build_facts read this resource (the same test it makes on a parsed one)?"""
@@ -429,7 +427,7 @@ class Record:
 
     def parse(self) -> Mapping[str, Any]:
         """The resource in full; a 400 when the parser refuses it (as it would have refused
-        the whole body: an integer beyond 64 bits)."""
+        the whole body: a number beyond double range such as 1e999)."""
         try:
             value = _parse(self.raw)
         except orjson.JSONDecodeError as exc:
@@ -809,10 +807,10 @@ def build_facts(
                 distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
                 values = frozenset({distant})
             relevant = bool(concepts or values)
-        elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
+        elif rtype in _PROCEDURE_TYPES:
             concepts = code_map.lookup_all(_codings(raw.get("code")))
             relevant = bool(concepts)
-        elif rtype in ("MedicationRequest", "MedicationStatement"):
+        elif rtype in _MEDICATION_TYPES:
             concepts = code_map.lookup_all(_codings(raw.get("medicationCodeableConcept")))
             relevant = bool(concepts)
         else:
@@ -830,7 +828,7 @@ def build_facts(
             conditions.append(fact)
         elif rtype == "Observation":
             observations.append(_observation(raw, concepts, values))
-        elif rtype in ("Procedure", "DiagnosticReport", "ServiceRequest"):
+        elif rtype in _PROCEDURE_TYPES:
             procedures.append(_procedure(raw, concepts))
         else:
             medications.append(_medication(raw, concepts))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -340,21 +340,21 @@ class TextMatcher:
     # from clients.
     _memo: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def _remember(self, question: str, subject: str, text: str, answer: Any) -> Any:
-        if len(self._memo) > 20_000:
-            self._memo.clear()
-        self._memo[(question, subject, text)] = answer
-        return answer
+    def _recall(self, key: tuple[str, str, str], answer: Callable[[], Any]) -> Any:
+        """The remembered answer for ``key``, else ``answer()`` remembered. One lookup: another
+        thread may clear the memo between two."""
+        known = self._memo.get(key, _UNKNOWN)
+        if known is _UNKNOWN:
+            if len(self._memo) > 20_000:
+                self._memo.clear()
+            known = self._memo[key] = answer()
+        return known
 
     def distant_stage(self, text: str | None) -> bool:
         """Stage text that says stage IV or M1 ("Stage IV", "cM1")."""
         if not text or not text.strip():
             return False
-        key = ("stage", "", text)
-        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
-        if known is not _UNKNOWN:
-            return bool(known)
-        return bool(self._remember(*key, self._distant_stage(text)))
+        return bool(self._recall(("stage", "", text), lambda: self._distant_stage(text)))
 
     def _distant_stage(self, text: str) -> bool:
         norm = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
@@ -368,11 +368,7 @@ class TextMatcher:
         """
         if not text or not text.strip():
             return None
-        key = ("reason", "", text)
-        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
-        if known is not _UNKNOWN:
-            return cast("str | None", known)
-        return cast("str | None", self._remember(*key, self._reason(text)))
+        return cast("str | None", self._recall(("reason", "", text), lambda: self._reason(text)))
 
     def _reason(self, text: str) -> str:
         norm = self.normalise(text)
@@ -389,12 +385,11 @@ class TextMatcher:
         """Does the text name a symptom, finding or work-up (the 'diagnostic' patterns)?"""
         if not text or not text.strip():
             return False
-        key = ("finding", "", text)
-        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
-        if known is not _UNKNOWN:
-            return bool(known)
+        return bool(self._recall(("finding", "", text), lambda: self._names_finding(text)))
+
+    def _names_finding(self, text: str) -> bool:
         norm = self.normalise(text)
-        return bool(self._remember(*key, any(p.search(norm) for p in self.diagnostic_reasons)))
+        return any(p.search(norm) for p in self.diagnostic_reasons)
 
     def normalise(self, text: str) -> str:
         out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
@@ -407,31 +402,20 @@ class TextMatcher:
         with the text "CT chest PE protocol")?"""
         if not text or not text.strip():
             return False
-        key = ("contradicts", study, text)
-        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
-        if known is not _UNKNOWN:
-            return bool(known)
-        norm = self.normalise(text)
         return bool(
-            self._remember(
-                *key,
-                any(
-                    p.search(norm)
-                    for entry in self.studies
-                    if entry.study == study
-                    for p in entry.exclude
-                ),
-            )
+            self._recall(("contradicts", study, text), lambda: self._contradicts(study, text))
+        )
+
+    def _contradicts(self, study: str, text: str) -> bool:
+        norm = self.normalise(text)
+        return any(
+            p.search(norm) for entry in self.studies if entry.study == study for p in entry.exclude
         )
 
     def match(self, text: str | None) -> str | None:
         if not text or not text.strip():
             return None
-        key = ("match", "", text)
-        known = self._memo.get(key, _UNKNOWN)  # one lookup: another thread may clear the memo
-        if known is not _UNKNOWN:
-            return cast("str | None", known)
-        return cast("str | None", self._remember(*key, self._match(text)))
+        return cast("str | None", self._recall(("match", "", text), lambda: self._match(text)))
 
     def _match(self, text: str) -> str | None:
         norm = self.normalise(text)
