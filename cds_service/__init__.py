@@ -16,7 +16,7 @@ from flask import Flask
 from requests.adapters import HTTPAdapter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, errors, logs
+from . import api, errors, fhir, logs
 from .auth import Verifier, load_issuers
 from .config import SettingsError, SiteConfig, load_settings, load_site_config
 from .mappings import Knowledge, load_dir
@@ -115,5 +115,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     logs.configure()
+    fhir.warm_up()
     _tune_gc()
     return app

@@ -17,7 +17,7 @@ import pytest
 
 from cds_service.cli import main
 
-from .conftest import FIXTURES, MAPPINGS, ROOT
+from .conftest import FIXTURES, MAPPINGS, ROOT, TODAY
 
 CLI = [sys.executable, "-m", "cds_service.cli"]
 
@@ -109,3 +109,41 @@ def test_the_package_runs_from_any_directory() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert ROOT.exists()
+
+
+WARM_UP_PROBE = """
+import json, sys
+from pathlib import Path
+from cds_service import create_app
+app = create_app({"today": sys.argv[1]})
+before = set(sys.modules)
+client = app.test_client()
+statuses = set()
+for case in json.loads(Path(sys.argv[2], "cases.json").read_text())["cases"]:
+    body = Path(sys.argv[2], case["request"]).read_bytes()
+    hook = json.loads(body)["hook"]
+    service = {"order-select": "breast-surveillance-order-select"}.get(
+        hook, "breast-surveillance-order-sign")
+    statuses.add(client.post("/cds-services/" + service, data=body,
+                             content_type="application/json").status_code)
+late = sorted(m for m in set(sys.modules) - before if m.startswith(("fhir", "pydantic")))
+print(json.dumps({"late": late, "statuses": sorted(statuses)}))
+"""
+
+
+def test_fhir_models_load_at_start_up_not_in_a_first_hook_call(tmp_path: Path) -> None:
+    """A fresh process (as a gunicorn worker is): every fixture case is answered without
+    importing a fhir.resources (or pydantic) module after create_app()."""
+    env = dict(os.environ, CDS_INSTANCE_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", WARM_UP_PROBE, TODAY, str(FIXTURES)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["statuses"] == [200]
+    assert found["late"] == []
