@@ -52,7 +52,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 logger = logging.getLogger("cds_service.store")
 SNOOZE_CACHE_SECONDS = 10.0
-AUDIT_BATCH_SECONDS = 0.05
+# How long the audit thread gathers calls before writing them in one transaction (a reader,
+# ``flush()``, cuts the wait short). A commit costs ~1.4 ms of CPU on SQLite whatever its size.
+AUDIT_BATCH_SECONDS = 0.2
 
 
 class Base(DeclarativeBase):
@@ -186,6 +188,7 @@ class AuditWriter:
         self.queue: queue.Queue[Mapping[str, Any]] = queue.Queue(maxsize=10_000)
         self.pid = -1
         self.lock = threading.Lock()
+        self.wake = threading.Event()
 
     def _ensure_thread(self) -> None:
         if self.pid == os.getpid():
@@ -193,6 +196,7 @@ class AuditWriter:
         with self.lock:
             if self.pid != os.getpid():
                 self.queue = queue.Queue(maxsize=10_000)
+                self.wake = threading.Event()
                 threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
                 self.pid = os.getpid()
                 atexit.register(self.flush, 5.0)
@@ -212,16 +216,18 @@ class AuditWriter:
             return
         deadline = time.monotonic() + timeout
         while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            self.wake.set()  # write what is queued now, not at the end of the batch's wait
             time.sleep(0.002)
 
     def _run(self) -> None:
-        source = self.queue
+        source, wake = self.queue, self.wake
         while True:
             batch = [source.get()]
             # Gather for a moment: one transaction for many calls costs far less than one each.
-            # Sleep, then take what came: waiting on the queue instead would wake this thread
+            # Wait, then take what came: waiting on the queue instead would wake this thread
             # (and take the GIL from the request thread) once per call.
-            time.sleep(AUDIT_BATCH_SECONDS)
+            wake.wait(AUDIT_BATCH_SECONDS)
+            wake.clear()
             while len(batch) < 500:
                 try:
                     batch.append(source.get_nowait())
@@ -248,8 +254,10 @@ class Store:
         self.writer = AuditWriter(self.write_calls)
         self._snooze_cache: dict[tuple[str, date], tuple[float, frozenset[str]]] = {}
         self.engine: Engine = create_engine(url, **_engine_options(url))
+        self._sqlite_calls: _CallInserter | None = None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            self._sqlite_calls = _CallInserter(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _insert_or_skip(self, model: type[Base]) -> Any:
@@ -300,13 +308,17 @@ class Store:
             for call in calls
         ]
         with self.engine.begin() as connection:
-            ids = (
-                connection.execute(
-                    insert(Call).returning(Call.id, sort_by_parameter_order=True), rows
+            ids: Sequence[int]
+            if self._sqlite_calls is not None:
+                ids = self._sqlite_calls(connection, rows)
+            else:
+                ids = (
+                    connection.execute(
+                        insert(Call).returning(Call.id, sort_by_parameter_order=True), rows
+                    )
+                    .scalars()
+                    .all()
                 )
-                .scalars()
-                .all()
-            )
             verdicts = [
                 {
                     "call_id": call_id,
@@ -414,6 +426,41 @@ class Store:
     def count(self, model: type[Base]) -> int:
         with self.session() as s:
             return int(s.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+class _CallInserter:
+    """Audit call rows into SQLite, each id read back from the cursor.
+
+    SQLAlchemy cannot return the ids of a multi-row SQLite INSERT in parameter order, so it
+    inserts one row per statement, through its full execution path (~0.1 ms a row, in the
+    background thread that shares the interpreter with the hook calls). This runs the same
+    statement on the driver's cursor, with the column types' own converters (so the stored
+    values are those SQLAlchemy writes and reads back), in the caller's transaction.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        columns = [c for c in Call.__table__.columns if c.name != "id"]
+        self.names = [c.name for c in columns]
+        self.convert = [c.type.bind_processor(engine.dialect) for c in columns]
+        self.sql = (
+            f"INSERT INTO {Call.__tablename__} ({', '.join(self.names)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+
+    def __call__(self, connection: Any, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        cursor = connection.connection.cursor()
+        ids = []
+        try:
+            for row in rows:
+                values = [
+                    row[name] if convert is None else convert(row[name])
+                    for name, convert in zip(self.names, self.convert, strict=True)
+                ]
+                cursor.execute(self.sql, values)
+                ids.append(cursor.lastrowid)
+        finally:
+            cursor.close()
+        return ids
 
 
 def _engine_options(url: str) -> dict[str, Any]:

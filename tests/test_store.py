@@ -15,18 +15,20 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, delete, inspect, select, text
 
 from cds_service import create_app
+from cds_service import store as store_module
 from cds_service.cli import main
 from cds_service.config import SettingsError
 from cds_service.report import build_report
-from cds_service.store import Call, Feedback, Store, Verdict, upgrade
+from cds_service.store import Call, Feedback, Store, Verdict, VerdictRow, upgrade
 
 from .conftest import FIXTURES, TODAY, load_json
 
@@ -176,6 +178,93 @@ def test_audit_records_every_verdict_without_patient_ids(make_app: MakeApp) -> N
             )
             assert patient not in dump
     engine.dispose()
+
+
+def _audited_call(index: int, hook_instance: str, verdicts: int) -> dict[str, Any]:
+    return {
+        "received_at": datetime(2026, 11, 25, 10, 5, 31, 123456, tzinfo=UTC),
+        "service_id": "breast-surveillance-order-select",
+        "hook": "order-select",
+        "hook_instance": hook_instance,
+        "patient_id": "p-1",
+        "latency_ms": 1.25,
+        "silent": verdicts == 0,
+        "data_origin": "conditions:prefetch",
+        "verdicts": [
+            VerdictRow(
+                order_ref=f"ServiceRequest/{hook_instance}-{n}",
+                study="pet-ct",
+                verdict="warn",
+                rule="variant-10",
+                card_uuid=f"card-{index}-{n}",
+                suggestions=[f"{hook_instance}-s-{n}"],
+            )
+            for n in range(verdicts)
+        ],
+    }
+
+
+def _audit_rows(store: Store) -> list[tuple[Any, ...]]:
+    """Every call with its verdicts, as read back through the ORM (ids left out)."""
+    with store.session() as s:
+        calls = s.execute(select(Call).order_by(Call.id)).scalars().all()
+        verdicts = s.execute(select(Verdict).order_by(Verdict.id)).scalars().all()
+    of_call: dict[int, list[tuple[Any, ...]]] = {}
+    for v in verdicts:
+        of_call.setdefault(v.call_id, []).append((v.order_ref, v.card_uuid, v.suggestions))
+    return [
+        (
+            c.received_at.replace(tzinfo=None),
+            c.service_id,
+            c.hook,
+            c.hook_instance,
+            c.patient_hash,
+            c.latency_ms,
+            c.silent,
+            c.data_origin,
+            of_call.get(c.id, []),
+        )
+        for c in calls
+    ]
+
+
+def test_audit_batches_link_each_verdict_to_its_own_call(db_url: str, tmp_path: Path) -> None:
+    """The audit write (on SQLite: ids read from the driver's cursor) stores what SQLAlchemy's
+    own INSERT stores, and each verdict under its own call, in a batch of calls with 0-3
+    verdicts each (the same hookInstance twice, as a client retrying sends it)."""
+    calls = [_audited_call(n, f"h{n % 7}", n % 4) for n in range(25)]
+    written = []
+    for generic in (False, True):
+        store = Store(db_url, b"k" * 32)
+        upgrade(db_url, tmp_path)
+        if generic:
+            store._sqlite_calls = None  # SQLAlchemy's INSERT ... RETURNING, row by row
+        with store.session() as s:
+            s.execute(delete(Verdict))
+            s.execute(delete(Call))
+        store.write_calls(calls)
+        written.append(_audit_rows(store))
+        store.close()
+    assert written[0] == written[1]
+    assert len(written[0]) == 25
+    for row, call in zip(written[0], calls, strict=True):
+        assert row[3] == call["hook_instance"]
+        assert [v[0] for v in row[8]] == [v.order_ref for v in call["verdicts"]]
+
+
+def test_flush_writes_queued_calls_at_once(
+    make_app: MakeApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader does not wait out the audit thread's batch: flush() wakes it (without that,
+    the call below would not be written for an hour)."""
+    monkeypatch.setattr(store_module, "AUDIT_BATCH_SECONDS", 3600.0)
+    app = make_app()
+    assert app.test_client().post(SELECT, json=seed("flush-now")).status_code == 200
+    store = store_of(app)
+    store.flush(timeout=30.0)
+    with store.sessions() as s:  # not store.session(), which would flush again
+        found = s.execute(select(Call.hook_instance)).scalars().all()
+    assert found == ["flush-now"]
 
 
 def test_snooze_suppresses_repeat_warnings_for_that_study(make_app: MakeApp) -> None:
