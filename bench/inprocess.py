@@ -223,7 +223,7 @@ class Pipeline:
             findings = judge_without_record(orders, knowledge)
         t4 = clock()
         cards, actions = self._cards(findings, req, orders)
-        out = orjson.dumps(response_body(cards, systemActions=actions))
+        out = orjson.dumps(response_body(cards, actions))
         t5 = clock()
         if record_stages:
             for name, value in zip(

@@ -138,12 +138,7 @@ def call_service(service_id: str) -> Response:
     )
     if silent:
         return _json({"cards": []})
-    # 2.0 reads top-level systemActions; the sandbox and the Argonaut examples read extension.
-    return _json(
-        response_body(
-            cards, systemActions=actions, extension={"systemActions": actions} if actions else None
-        )
-    )
+    return _json(response_body(cards, actions))
 
 
 @bp.post("/cds-services/<service_id>/feedback")

@@ -218,16 +218,21 @@ def _kept(item: Any) -> Any:
     return _DROPPED if item is None or item == "" else item
 
 
-def response_body(cards: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """``{"cards": [...]}`` (always present, possibly empty) plus any non-empty extras.
+def response_body(
+    cards: list[dict[str, Any]], system_actions: list[Any] | None = None
+) -> dict[str, Any]:
+    """``{"cards": [...]}`` (always present, possibly empty) and the system actions, if any.
 
     The cards are built without empty values (the conformance tests check every fixture's
-    response); the extras carry the client's own draft orders, which may hold empties, so they
-    are cleaned here.
+    response); the actions carry the client's own draft orders, which may hold empties, so they
+    are cleaned here, once. CDS Hooks 2.0 reads top-level ``systemActions``; the sandbox and the
+    Argonaut examples read ``extension.systemActions``: both get the same list.
     """
     body: dict[str, Any] = {"cards": cards}
-    for key, value in omit_empty(extra).items():
-        body[key] = value
+    actions = omit_empty(system_actions or [])
+    if actions:
+        body["systemActions"] = actions
+        body["extension"] = {"systemActions": actions}
     return body
 
 
