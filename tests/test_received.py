@@ -8,6 +8,7 @@ compare the facts, the verdicts and the HTTP answers.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 from collections.abc import Iterator
 from datetime import date
@@ -491,3 +492,30 @@ def test_sources_name_the_same_places_both_ways(app: Flask, raw_always: None) ->
             assert len(resources["conditions"]) == len(_entries(body, "conditions")) - 2
     assert places[0] == places[1]
     assert any(where.startswith("prefetch.conditions[0]") for where in places[0].values())
+
+
+def test_probes_stay_out_of_the_garbage_collector() -> None:
+    """The probe structs of a received Bundle (tens of thousands on a large record) are not
+    tracked by the collector; JSON-decoded values cannot form a cycle."""
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1"}]},
+                    "stage": [{"summary": {"coding": [{"system": "x", "code": "y"}]}}],
+                    "meta": {"profile": ["http://example.org"]},
+                }
+            }
+        ],
+        "link": [{"relation": "next", "url": "http://example.org/next"}],
+    }
+    received = receive(orjson.dumps(bundle))
+    assert received is not None and received.next == "http://example.org/next"
+    [record] = received.items
+    assert isinstance(record, Record)
+    probe = record.probe
+    assert probe.code is not None and probe.code.coding and probe.stage and probe.meta
+    structs = [probe, probe.code, probe.code.coding[0], probe.stage[0], probe.meta]
+    assert not any(gc.is_tracked(s) for s in structs)
