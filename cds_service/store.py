@@ -223,11 +223,11 @@ class AuditWriter:
         source, wake = self.queue, self.wake
         while True:
             batch = [source.get()]
+            wake.clear()  # a wake left by an earlier flush must not cut this batch short
             # Gather for a moment: one transaction for many calls costs far less than one each.
             # Wait, then take what came: waiting on the queue instead would wake this thread
             # (and take the GIL from the request thread) once per call.
             wake.wait(AUDIT_BATCH_SECONDS)
-            wake.clear()
             while len(batch) < 500:
                 try:
                     batch.append(source.get_nowait())
@@ -290,8 +290,9 @@ class Store:
         self.writer.flush(timeout)
 
     def write_calls(self, calls: Sequence[Mapping[str, Any]]) -> None:
-        """Write queued calls and their verdicts in one transaction and two statements (the
-        call ids come back from one multi-row INSERT ... RETURNING, in parameter order)."""
+        """Write queued calls and their verdicts in one transaction. The call ids come back
+        from the cursor on SQLite (``_CallInserter``), else from one multi-row INSERT ...
+        RETURNING in parameter order; the verdicts then go in one executemany."""
         rows = [
             {
                 "received_at": call["received_at"],
@@ -441,7 +442,11 @@ class _CallInserter:
     def __init__(self, engine: Engine) -> None:
         columns = [c for c in Call.__table__.columns if c.name != "id"]
         self.names = [c.name for c in columns]
-        self.convert = [c.type.bind_processor(engine.dialect) for c in columns]
+        # The dialect's own type (SQLite's DATETIME writes "YYYY-MM-DD HH:MM:SS.ffffff"; the
+        # generic DateTime has no converter and sqlite3 would write isoformat with an offset).
+        self.convert = [
+            c.type.dialect_impl(engine.dialect).bind_processor(engine.dialect) for c in columns
+        ]
         self.sql = (
             f"INSERT INTO {Call.__tablename__} ({', '.join(self.names)}) "
             f"VALUES ({', '.join('?' for _ in columns)})"

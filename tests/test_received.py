@@ -21,7 +21,7 @@ from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cds_service import hooks
+from cds_service import fhir, hooks
 from cds_service.fhir import Record, build_facts, parse_orders, receive
 from cds_service.gather import gather
 from cds_service.hooks import decode_request, parse_request
@@ -518,4 +518,8 @@ def test_probes_stay_out_of_the_garbage_collector() -> None:
     probe = record.probe
     assert probe.code is not None and probe.code.coding and probe.stage and probe.meta
     structs = [probe, probe.code, probe.code.coding[0], probe.stage[0], probe.meta]
+    shape = fhir._SHAPE.decode(orjson.dumps(bundle))
+    probed = fhir._PROBED_BUNDLE.decode(orjson.dumps(bundle))
+    assert shape.entry and shape.link and probed.entry
+    structs += [shape, shape.entry[0], shape.link[0], probed, probed.entry[0]]
     assert not any(gc.is_tracked(s) for s in structs)

@@ -182,7 +182,7 @@ def test_audit_records_every_verdict_without_patient_ids(make_app: MakeApp) -> N
 
 def _audited_call(index: int, hook_instance: str, verdicts: int) -> dict[str, Any]:
     return {
-        "received_at": datetime(2026, 11, 25, 10, 5, 31, 123456, tzinfo=UTC),
+        "received_at": datetime(2026, 11, 25, 10, 5, index, 123456 * (index % 2), tzinfo=UTC),
         "service_id": "breast-surveillance-order-select",
         "hook": "order-select",
         "hook_instance": hook_instance,
@@ -205,33 +205,28 @@ def _audited_call(index: int, hook_instance: str, verdicts: int) -> dict[str, An
 
 
 def _audit_rows(store: Store) -> list[tuple[Any, ...]]:
-    """Every call with its verdicts, as read back through the ORM (ids left out)."""
-    with store.session() as s:
-        calls = s.execute(select(Call).order_by(Call.id)).scalars().all()
-        verdicts = s.execute(select(Verdict).order_by(Verdict.id)).scalars().all()
+    """Every call with its verdicts, as stored (raw column values; ids left out)."""
+    with store.engine.connect() as c:
+        calls = c.execute(
+            text(
+                "SELECT id, received_at, service_id, hook, hook_instance, patient_hash,"
+                " latency_ms, silent, data_origin FROM calls ORDER BY id"
+            )
+        ).all()
+        verdicts = c.execute(
+            text("SELECT call_id, order_ref, card_uuid, suggestions FROM verdicts ORDER BY id")
+        ).all()
     of_call: dict[int, list[tuple[Any, ...]]] = {}
     for v in verdicts:
-        of_call.setdefault(v.call_id, []).append((v.order_ref, v.card_uuid, v.suggestions))
-    return [
-        (
-            c.received_at.replace(tzinfo=None),
-            c.service_id,
-            c.hook,
-            c.hook_instance,
-            c.patient_hash,
-            c.latency_ms,
-            c.silent,
-            c.data_origin,
-            of_call.get(c.id, []),
-        )
-        for c in calls
-    ]
+        of_call.setdefault(v[0], []).append(tuple(v[1:]))
+    return [(*row[1:], of_call.get(row[0], [])) for row in calls]
 
 
 def test_audit_batches_link_each_verdict_to_its_own_call(db_url: str, tmp_path: Path) -> None:
-    """The audit write (on SQLite: ids read from the driver's cursor) stores what SQLAlchemy's
-    own INSERT stores, and each verdict under its own call, in a batch of calls with 0-3
-    verdicts each (the same hookInstance twice, as a client retrying sends it)."""
+    """The audit write (on SQLite: ids read from the driver's cursor) stores the very values
+    SQLAlchemy's own INSERT stores (times with and without microseconds, read as the database
+    holds them), and each verdict under its own call, in a batch of calls with 0-3 verdicts
+    each (the same hookInstance twice, as a client retrying sends it)."""
     calls = [_audited_call(n, f"h{n % 7}", n % 4) for n in range(25)]
     written = []
     for generic in (False, True):
@@ -244,6 +239,10 @@ def test_audit_batches_link_each_verdict_to_its_own_call(db_url: str, tmp_path: 
             s.execute(delete(Call))
         store.write_calls(calls)
         written.append(_audit_rows(store))
+        with store.session() as s:  # a time range, compared by the database
+            since = datetime(2026, 11, 25, 10, 5, 10, tzinfo=UTC)
+            later = s.execute(select(Call.hook_instance).where(Call.received_at >= since))
+            assert len(later.all()) == 15
         store.close()
     assert written[0] == written[1]
     assert len(written[0]) == 25
@@ -261,7 +260,7 @@ def test_flush_writes_queued_calls_at_once(
     app = make_app()
     assert app.test_client().post(SELECT, json=seed("flush-now")).status_code == 200
     store = store_of(app)
-    store.flush(timeout=30.0)
+    store.flush(timeout=5.0)
     with store.sessions() as s:  # not store.session(), which would flush again
         found = s.execute(select(Call.hook_instance)).scalars().all()
     assert found == ["flush-now"]
