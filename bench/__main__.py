@@ -48,8 +48,13 @@ LINEAR_SLACK = 1.5  # marginal cost per resource at 1,000-5,000 vs 100-1,000
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CI smoke run (< ~60 s, no generation)")
-    p.add_argument("--duration", type=float, help="seconds per served run (default 5; quick 1)")
+    p.add_argument("--duration", type=float, help="seconds per served window (default 5; quick 1)")
     p.add_argument("--warmup", type=float, help="seconds of warm-up load (default 1; quick 1)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="served windows per server, service and floor in turn (default 3; quick 1)",
+    )
     p.add_argument("--budget", type=float, help="seconds per in-process measure (default 1.5)")
     p.add_argument("--connections", type=int, default=16)
     # The defaults of `cds-service serve` (2 x cores sync workers, at most 8).
@@ -80,6 +85,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.duration = 1.0 if args.quick else 5.0
     if args.warmup is None:
         args.warmup = 1.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    args.rounds = max(args.rounds, 1)
     if args.budget is None:
         args.budget = 0.25 if args.quick else 1.5
     return args
@@ -175,6 +183,7 @@ def served_table(results: Sequence[dict[str, Any]]) -> str:
                 f["errors"],
                 fmt(f["cpu_ms_per_req"]),
                 fmt(r["ratio"], ".2f"),
+                "-".join(fmt(x, ".2f") for x in r.get("ratio_range") or []) or "-",
                 fmt(r["cpu_ratio"], ".2f"),
                 fmt(s["memory"]["max_worker_rss_mib"], ".0f"),
                 fmt(f["memory"]["max_worker_rss_mib"], ".0f"),
@@ -197,6 +206,7 @@ def served_table(results: Sequence[dict[str, Any]]) -> str:
         "floor err",
         "floor CPU/req",
         "svc/floor",
+        "range",
         "CPU ratio",
         "svc RSS MiB",
         "floor RSS MiB",
@@ -413,6 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     warmup=args.warmup,
                     launcher=args.launcher,
                     log_dir=log_dir,
+                    rounds=args.rounds,
                 )
             )
         except (RuntimeError, OSError) as exc:
@@ -420,8 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: {label} failed: {exc}", file=sys.stderr)
     if serv:
         print(
-            f"\nServed on 127.0.0.1, {args.connections} connections, {args.duration:g} s per run "
-            f"({loadgen}); service vs bare Flask floor, same gunicorn settings; ms:"
+            f"\nServed on 127.0.0.1, {args.connections} connections, {args.rounds} x "
+            f"{args.duration:g} s per server, service and floor in turn ({loadgen}); medians over "
+            "the rounds; service vs bare Flask floor, same gunicorn settings; ms:"
         )
         print(served_table([r for r in serv if r["settings"] == default.label]))
         if args.matrix:
@@ -460,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadgen": loadgen,
         "launcher": args.launcher,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "connections": args.connections,
         "default_gunicorn": default.label,
         "notes": notes,

@@ -1,9 +1,11 @@
 """Served timing: the service and the floor app under the same gunicorn settings, on loopback.
 
-Each server is started on a free 127.0.0.1 port, warmed up, loaded for a bounded time by wrk
-(preferred; a Lua script posts the request bodies from temp files) or by a Python load generator
-(threads, one keep-alive http.client connection each), measured (VmRSS of its workers), and
-stopped (SIGTERM to the master it started, SIGKILL to its own workers if they linger).
+Both servers of a pair are started on free 127.0.0.1 ports and warmed up; then each is loaded
+in turn for a bounded time, several rounds, by wrk (preferred; a Lua script posts the request
+bodies from temp files) or by a Python load generator (threads, one keep-alive http.client
+connection each); measured (VmRSS of its workers); and stopped (SIGTERM to the master it
+started, SIGKILL to its own workers if they linger). Taking turns puts a slow spell of this
+shared machine on both servers, not on one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -471,37 +474,38 @@ def load(
     return run_python(port, files, connections, duration)
 
 
-def run_one(
-    kind: str,
-    request_set: RequestSet,
-    files: BodyFiles,
-    settings: Settings,
-    *,
-    loadgen: str,
-    connections: int,
-    duration: float,
-    warmup: float,
-    launcher: str,
-    log_dir: Path,
+def _window(
+    server: Server, loadgen: str, files: BodyFiles, connections: int, duration: float
 ) -> dict[str, Any]:
-    server = Server(kind, settings, launcher, log_dir)
-    try:
-        server.wait_ready()
-        checked = probe(server, files.body(0, run_base()))
-        if warmup > 0:
-            load(loadgen, server.port, files, connections, warmup)
-        cpu_before = server.cpu_seconds()
-        result = load(loadgen, server.port, files, connections, duration)
-        cpu = server.cpu_seconds() - cpu_before
-        result["cpu_ms_per_req"] = (
-            round(cpu * 1000 / result["requests"], 2) if result["requests"] else None
-        )
-        result["probe"] = checked
-        result["memory"] = server.rss()
-        result["command"] = " ".join(server.command[1:]).replace(str(REPO), ".")
-    finally:
-        server.stop()
+    """One measured load window on a running server, with its workers' CPU per request."""
+    cpu_before = server.cpu_seconds()
+    result = load(loadgen, server.port, files, connections, duration)
+    cpu = server.cpu_seconds() - cpu_before
+    result["cpu_ms_per_req"] = (
+        round(cpu * 1000 / result["requests"], 2) if result["requests"] else None
+    )
     return result
+
+
+def _median_of(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The windows of one server summed up: medians of rates and latencies, errors added."""
+    out: dict[str, Any] = {"loadgen": windows[0]["loadgen"]}
+    for key in ("requests", "seconds"):
+        out[key] = round(sum(w[key] for w in windows), 2)
+    for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_ms_per_req"):
+        values = [w[key] for w in windows if w.get(key) is not None]
+        out[key] = round(statistics.median(values), 2) if values else None
+    out["errors"] = sum(w["errors"] for w in windows)
+    kinds: dict[str, int] = {}
+    for w in windows:
+        for kind, n in w["error_kinds"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    out["error_kinds"] = kinds
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def run_pair(
@@ -515,28 +519,51 @@ def run_pair(
     warmup: float,
     launcher: str,
     log_dir: Path,
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """The service, then the floor app, with the same settings, bytes and load."""
+    """The service and the floor app, with the same settings, bytes and load, both running;
+    measured in turn (service, floor) ``rounds`` times, so that a slow spell of the machine
+    falls on both. Each figure is the median over the rounds; the ratio is the median of the
+    rounds' ratios (each round's are in ``rounds``)."""
     files = BodyFiles(request_set, mode)
+    servers: dict[str, Server] = {}
     try:
-        runs = {
-            kind: run_one(
-                kind,
-                request_set,
-                files,
-                settings,
-                loadgen=loadgen,
-                connections=connections,
-                duration=duration,
-                warmup=warmup,
-                launcher=launcher,
-                log_dir=log_dir,
-            )
-            for kind in ("service", "floor")
+        for kind in ("service", "floor"):
+            servers[kind] = Server(kind, settings, launcher, log_dir)
+        for server in servers.values():
+            server.wait_ready()
+        checked = {
+            kind: probe(server, files.body(0, run_base())) for kind, server in servers.items()
         }
+        if warmup > 0:
+            for server in servers.values():
+                load(loadgen, server.port, files, connections, warmup)
+        windows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
+        for _ in range(rounds):
+            for kind, server in servers.items():
+                windows[kind].append(_window(server, loadgen, files, connections, duration))
+        runs = {}
+        for kind, server in servers.items():
+            runs[kind] = _median_of(windows[kind])
+            runs[kind]["probe"] = checked[kind]
+            runs[kind]["memory"] = server.rss()
+            runs[kind]["command"] = " ".join(server.command[1:]).replace(str(REPO), ".")
     finally:
+        for server in servers.values():
+            server.stop()
         files.cleanup()
     service, floor = runs["service"], runs["floor"]
+    each = [
+        {
+            "ratio": _ratio(s["rps"], f["rps"]),
+            "service_rps": s["rps"],
+            "floor_rps": f["rps"],
+            "service_p99_ms": s["p99_ms"],
+            "floor_p99_ms": f["p99_ms"],
+        }
+        for s, f in zip(windows["service"], windows["floor"], strict=True)
+    ]
+    ratios = [r["ratio"] for r in each if r["ratio"] is not None]
     return {
         "set": request_set.name,
         "mode": mode,
@@ -546,11 +573,9 @@ def run_pair(
         "connections": connections,
         "service": service,
         "floor": floor,
-        "ratio": round(service["rps"] / floor["rps"], 3) if floor["rps"] else None,
+        "ratio": round(statistics.median(ratios), 3) if ratios else None,
+        "ratio_range": [min(ratios), max(ratios)] if ratios else None,
+        "rounds": each,
         # Throughput ratio if both had the CPUs to themselves: floor CPU/request over service's.
-        "cpu_ratio": (
-            round(floor["cpu_ms_per_req"] / service["cpu_ms_per_req"], 3)
-            if service.get("cpu_ms_per_req") and floor.get("cpu_ms_per_req")
-            else None
-        ),
+        "cpu_ratio": _ratio(floor.get("cpu_ms_per_req"), service.get("cpu_ms_per_req")),
     }
