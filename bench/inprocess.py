@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import atexit
 import cProfile
 import inspect
 import io
@@ -53,6 +54,7 @@ STAGES = ("parse", "request", "facts", "rules", "cards")
 
 
 _DEVNULL = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+atexit.register(_DEVNULL.close)
 
 
 def quiet_service_logs(after_app: bool = False) -> None:
