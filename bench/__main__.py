@@ -263,12 +263,15 @@ def targets(
             high = (synth[5000] - synth[1000]) / 4000
             ratio = high / low if low > 0 else math.inf
             raw_ratio = ((raw[5000] - raw[1000]) / 4000) / max((raw[1000] - raw[100]) / 900, 1e-9)
+            # A marginal cost below zero is noise larger than the signal (short runs): no verdict.
+            verdict = None if low <= 0 or high < 0 else ratio <= LINEAR_SLACK
             out.append(
                 _target(
                     f"linear growth ({mode})",
-                    ratio <= LINEAR_SLACK,
+                    verdict,
                     f"{low * 1000:.1f} -> {high * 1000:.1f} us/resource beyond parsing "
-                    f"({ratio:.2f}x; {raw_ratio:.2f}x with parsing)",
+                    f"({ratio:.2f}x; {raw_ratio:.2f}x with parsing)"
+                    + ("; a negative marginal cost: too noisy to judge" if verdict is None else ""),
                     f"marginal cost at 1k-5k <= {LINEAR_SLACK}x that at 100-1k",
                 )
             )

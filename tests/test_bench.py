@@ -91,3 +91,25 @@ def test_served_rounds_take_turns_on_real_servers(tmp_path: Path) -> None:
     low, high = result["ratio_range"]
     assert low <= result["ratio"] <= high
     assert all(r["service_rps"] > 0 and r["floor_rps"] > 0 for r in result["rounds"])
+
+
+def _synthetic(resources: int, client_ms: float, floor_ms: float) -> dict[str, Any]:
+    timing = {"client": {"p50_ms": client_ms, "p99_ms": client_ms}, "pure": {"p50_ms": 1.0}}
+    return {
+        "set": f"synthetic-{resources}",
+        "kind": "synthetic",
+        "resources": resources,
+        "floor_orjson": {"p50_ms": floor_ms},
+        "warm": timing,
+        "cold": timing,
+    }
+
+
+@pytest.mark.parametrize(
+    ("at_5000", "result"),
+    [(60.0, "PASS"), (200.0, "FAIL"), (9.0, "SKIP")],  # 9 ms: less than at 1,000, i.e. noise
+)
+def test_linear_growth_is_judged_only_when_the_costs_grow(at_5000: float, result: str) -> None:
+    sets = [_synthetic(100, 2.0, 0.5), _synthetic(1000, 12.0, 5.0), _synthetic(5000, at_5000, 25.0)]
+    found = {t["target"]: t for t in targets(sets, [], "4x1 sync")}
+    assert found["linear growth (warm)"]["result"] == result
