@@ -10,6 +10,7 @@ shared machine on both servers, not on one.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -488,13 +489,18 @@ def _window(
 
 
 def _median_of(windows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The windows of one server summed up: medians of rates and latencies, errors added."""
+    """The windows of one server summed up: medians of the rates, latencies and CPU per request
+    (a window without a figure, e.g. no answer at all, counts as 0 req/s and is otherwise left
+    out); the largest latency; requests, seconds and errors as totals."""
     out: dict[str, Any] = {"loadgen": windows[0]["loadgen"]}
     for key in ("requests", "seconds"):
         out[key] = round(sum(w[key] for w in windows), 2)
-    for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "cpu_ms_per_req"):
+    out["rps"] = round(statistics.median(w.get("rps") or 0.0 for w in windows), 2)
+    for key in ("p50_ms", "p90_ms", "p99_ms", "cpu_ms_per_req"):
         values = [w[key] for w in windows if w.get(key) is not None]
         out[key] = round(statistics.median(values), 2) if values else None
+    highest = [w["max_ms"] for w in windows if w.get("max_ms") is not None]
+    out["max_ms"] = max(highest) if highest else None
     out["errors"] = sum(w["errors"] for w in windows)
     kinds: dict[str, int] = {}
     for w in windows:
@@ -505,7 +511,8 @@ def _median_of(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
+    """a / b; None when either is unknown or b is 0 (a service answering nothing gives 0.0)."""
+    return round(a / b, 3) if a is not None and b else None
 
 
 def run_pair(
@@ -523,13 +530,17 @@ def run_pair(
 ) -> dict[str, Any]:
     """The service and the floor app, with the same settings, bytes and load, both running;
     measured in turn (service, floor) ``rounds`` times, so that a slow spell of the machine
-    falls on both. Each figure is the median over the rounds; the ratio is the median of the
-    rounds' ratios (each round's are in ``rounds``)."""
+    falls on both. Each server's figures are medians over its windows (``_median_of``); the
+    ratios pair the windows of one round: ``ratio`` and ``cpu_ratio`` are the medians of the
+    rounds' own ratios, not quotients of the two medians (each round is in ``rounds``)."""
+    rounds = max(rounds, 1)
     files = BodyFiles(request_set, mode)
     servers: dict[str, Server] = {}
-    try:
+    with contextlib.ExitStack() as stack:  # every server stopped, files removed, whatever fails
+        stack.callback(files.cleanup)
         for kind in ("service", "floor"):
             servers[kind] = Server(kind, settings, launcher, log_dir)
+            stack.callback(servers[kind].stop)
         for server in servers.values():
             server.wait_ready()
         checked = {
@@ -548,22 +559,23 @@ def run_pair(
             runs[kind]["probe"] = checked[kind]
             runs[kind]["memory"] = server.rss()
             runs[kind]["command"] = " ".join(server.command[1:]).replace(str(REPO), ".")
-    finally:
-        for server in servers.values():
-            server.stop()
-        files.cleanup()
     service, floor = runs["service"], runs["floor"]
     each = [
         {
-            "ratio": _ratio(s["rps"], f["rps"]),
-            "service_rps": s["rps"],
-            "floor_rps": f["rps"],
-            "service_p99_ms": s["p99_ms"],
-            "floor_p99_ms": f["p99_ms"],
+            "ratio": _ratio(s.get("rps") or 0.0, f.get("rps")),
+            # Throughput ratio if both had the CPUs to themselves: floor CPU/request over service's.
+            "cpu_ratio": _ratio(f.get("cpu_ms_per_req"), s.get("cpu_ms_per_req")),
+            "service_rps": s.get("rps"),
+            "floor_rps": f.get("rps"),
+            "service_p99_ms": s.get("p99_ms"),
+            "floor_p99_ms": f.get("p99_ms"),
+            "service_errors": s["errors"],
+            "floor_errors": f["errors"],
         }
         for s, f in zip(windows["service"], windows["floor"], strict=True)
     ]
     ratios = [r["ratio"] for r in each if r["ratio"] is not None]
+    cpu = [r["cpu_ratio"] for r in each if r["cpu_ratio"] is not None]
     return {
         "set": request_set.name,
         "mode": mode,
@@ -576,6 +588,5 @@ def run_pair(
         "ratio": round(statistics.median(ratios), 3) if ratios else None,
         "ratio_range": [min(ratios), max(ratios)] if ratios else None,
         "rounds": each,
-        # Throughput ratio if both had the CPUs to themselves: floor CPU/request over service's.
-        "cpu_ratio": _ratio(floor.get("cpu_ms_per_req"), service.get("cpu_ms_per_req")),
+        "cpu_ratio": round(statistics.median(cpu), 3) if cpu else None,
     }

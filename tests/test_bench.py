@@ -32,14 +32,27 @@ def _window(rps: float, p99: float, errors: int = 0, kind: str = "status") -> di
 
 def test_windows_sum_up_as_medians_with_every_error_counted() -> None:
     summed = served._median_of(
-        [_window(100, 30), _window(300, 10, errors=2), _window(200, 20, errors=1, kind="read")]
+        [
+            _window(100, 10),
+            _window(110, 11, errors=2),
+            _window(1000, 100, errors=1, kind="read"),  # an outlier the median leaves out
+        ]
     )
-    assert summed["rps"] == 200 and summed["p99_ms"] == 20
-    assert summed["requests"] == 600 and summed["seconds"] == 3.0
+    assert summed["rps"] == 110 and summed["p99_ms"] == 11
+    assert summed["max_ms"] == 120  # the largest of all windows
+    assert summed["requests"] == 1210 and summed["seconds"] == 3.0
     assert summed["errors"] == 3 and summed["error_kinds"] == {"status": 2, "read": 1}
 
 
-def _served(ratio: float, p99: float, errors: int = 0) -> dict[str, Any]:
+def test_a_round_with_no_answer_counts_as_zero_not_as_missing() -> None:
+    assert served._ratio(0.0, 500.0) == 0.0
+    assert served._ratio(500.0, 0.0) is None
+    silent = _window(0, 10)
+    silent["rps"], silent["p99_ms"] = 0.0, None
+    assert served._median_of([silent, _window(100, 10), _window(0, 10)])["rps"] == 0
+
+
+def _served(ratio: float | None, p99: float | None, errors: int = 0) -> dict[str, Any]:
     return {
         "set": "seed",
         "mode": "warm",
@@ -56,19 +69,39 @@ def _served(ratio: float, p99: float, errors: int = 0) -> dict[str, Any]:
         (0.69, 20.0, 0, "FAIL"),
         (0.90, 25.1, 0, "FAIL"),
         (0.90, 20.0, 1, "FAIL"),
+        (None, None, 0, "FAIL"),  # nothing measured
     ],
 )
 def test_the_seed_target_needs_ratio_p99_and_no_errors(
-    ratio: float, p99: float, errors: int, result: str
+    ratio: float | None, p99: float | None, errors: int, result: str
 ) -> None:
     [seed, *_] = targets([], [_served(ratio, p99, errors)], "4x1 sync")
     assert seed["target"] == "seed served (warm)"
     assert seed["result"] == result
 
 
-def test_served_rounds_take_turns_on_real_servers(tmp_path: Path) -> None:
-    """Both apps under gunicorn, two rounds each (Python load generator): the service answers
-    the seed with its card, the floor with none, and each round is reported."""
+def test_served_rounds_take_turns_on_real_servers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both apps under gunicorn at once, loaded in turn for three rounds (Python load
+    generator): the service answers the seed with its card, the floor with none, every round
+    is reported, and both servers are stopped afterwards."""
+    loaded: list[int] = []
+    real_load = served.load
+
+    def load(loadgen: str, port: int, *rest: Any) -> dict[str, Any]:
+        loaded.append(port)
+        return real_load(loadgen, port, *rest)
+
+    started: list[served.Server] = []
+    real_server = served.Server
+
+    def server(*args: Any) -> served.Server:
+        started.append(real_server(*args))
+        return started[-1]
+
+    monkeypatch.setattr(served, "load", load)
+    monkeypatch.setattr(served, "Server", server)
     result = served.run_pair(
         seed_set(),
         served.Settings(1, 1),
@@ -79,18 +112,20 @@ def test_served_rounds_take_turns_on_real_servers(tmp_path: Path) -> None:
         warmup=0.0,
         launcher="gunicorn",
         log_dir=tmp_path,
-        rounds=2,
+        rounds=3,
     )
+    service, floor = (s.port for s in started)
+    assert loaded == [service, floor] * 3
+    assert all(s.proc.poll() is not None for s in started), "both servers were stopped"
     assert result["service"]["probe"] == {"status": 200, "cards": 1}
     assert result["floor"]["probe"] == {"status": 200, "cards": 0}
-    assert len(result["rounds"]) == 2
+    assert len(result["rounds"]) == 3
     for kind in ("service", "floor"):
         run = result[kind]
         assert run["errors"] == 0 and run["requests"] > 0
         assert run["memory"]["workers"], "the worker's memory was read"
-    low, high = result["ratio_range"]
-    assert low <= result["ratio"] <= high
-    assert all(r["service_rps"] > 0 and r["floor_rps"] > 0 for r in result["rounds"])
+    ratios = sorted(r["ratio"] for r in result["rounds"])
+    assert result["ratio"] == ratios[1] and result["ratio_range"] == [ratios[0], ratios[2]]
 
 
 def _synthetic(resources: int, client_ms: float, floor_ms: float) -> dict[str, Any]:
@@ -106,10 +141,21 @@ def _synthetic(resources: int, client_ms: float, floor_ms: float) -> dict[str, A
 
 
 @pytest.mark.parametrize(
-    ("at_5000", "result"),
-    [(60.0, "PASS"), (200.0, "FAIL"), (9.0, "SKIP")],  # 9 ms: less than at 1,000, i.e. noise
+    ("at_1000", "at_5000", "result"),
+    [
+        (12.0, 60.0, "PASS"),
+        (12.0, 200.0, "FAIL"),
+        (12.0, 9.0, "SKIP"),  # 9 ms at 5,000: less than at 1,000, i.e. noise
+        (6.0, 60.0, "FAIL"),  # no cost added from 100 to 1,000, then a steep one
+    ],
 )
-def test_linear_growth_is_judged_only_when_the_costs_grow(at_5000: float, result: str) -> None:
-    sets = [_synthetic(100, 2.0, 0.5), _synthetic(1000, 12.0, 5.0), _synthetic(5000, at_5000, 25.0)]
+def test_linear_growth_is_judged_only_when_the_costs_grow(
+    at_1000: float, at_5000: float, result: str
+) -> None:
+    sets = [
+        _synthetic(100, 2.0, 0.5),
+        _synthetic(1000, at_1000, 5.0),
+        _synthetic(5000, at_5000, 25.0),
+    ]
     found = {t["target"]: t for t in targets(sets, [], "4x1 sync")}
     assert found["linear growth (warm)"]["result"] == result
