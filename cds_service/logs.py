@@ -15,6 +15,11 @@ from typing import Any
 
 import orjson
 
+# Characters JSON leaves raw that many readers (Python's splitlines, JavaScript log viewers) take
+# for a line break: escaped, so that a record is always one line whatever a client sent (the
+# element names of an invalid resource are the client's own keys).
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -31,9 +36,10 @@ class JsonFormatter(logging.Formatter):
             entry["error"] = record.exc_info[0].__name__ if record.exc_info[0] else "error"
             entry["trace"] = self.formatException(record.exc_info)
         try:
-            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+            line = orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
         except TypeError:  # e.g. an integer beyond 64 bits: the slower encoder takes anything
-            return json.dumps(entry, default=str)
+            return json.dumps(entry, default=str)  # ASCII only
+        return line if line.isascii() else line.translate(_LINE_BREAKS)
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -105,7 +105,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not RUN_LOG.exists():
         return
     text = RUN_LOG.read_text(encoding="utf-8")
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in text.split("\n") if line.strip()]  # JSON Lines: "\n" only
     problems = []
     for number, line in enumerate(lines, 1):
         try:

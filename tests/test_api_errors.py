@@ -300,3 +300,18 @@ def test_mcode_secondary_profile_counts_as_metastatic_whatever_its_code(
         }
     )
     assert_no_card(client.post(SELECT, json=body).get_json())
+
+
+def test_a_log_record_stays_one_line_whatever_the_client_sent() -> None:
+    """Keys a client sent can reach the log (the elements of an invalid resource): characters
+    JSON leaves raw but readers take for line breaks are escaped, and the values survive."""
+    import logging
+
+    from cds_service.logs import JsonFormatter
+
+    sent = "code.coding.1.a\x85b\u2028c\u2029d\x1ce\u00e9"
+    record = logging.LogRecord("cds_service.fhir", logging.WARNING, __file__, 1, "m", None, None)
+    record.fields = {"elements": [sent]}
+    line = JsonFormatter().format(record)
+    assert line.splitlines() == [line]
+    assert json.loads(line)["elements"] == [sent]
