@@ -17,6 +17,7 @@ from .errors import InvalidRequest, UnknownService
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather
 from .hooks import decode_request, parse_feedback, parse_request, response_body
+from .memo import Memo
 from .policy import apply_policy, limit_cards, parse_client_options
 from .rules import cited, evaluate, judge_without_record, needs_record
 from .state import get_state
@@ -221,7 +222,8 @@ def _cors(response: Response, origin: str) -> None:
         response.headers["Access-Control-Max-Age"] = CORS_MAX_AGE
 
 
-_BASE_URLS: dict[tuple[str, str, str, str, str], str] = {}
+# Keyed by what clients send (the Host header): bounded.
+_BASE_URLS: Memo[tuple[str, str, str, str, str], str] = Memo(256)
 
 
 def public_base_url() -> str:
@@ -240,10 +242,7 @@ def public_base_url() -> str:
     )
     found = _BASE_URLS.get(key)
     if found is None:
-        found = request.url_root.rstrip("/")
-        if len(_BASE_URLS) > 256:  # Host headers come from clients: keep this bounded
-            _BASE_URLS.clear()
-        _BASE_URLS[key] = found
+        found = _BASE_URLS.remember(key, request.url_root.rstrip("/"))
     return found
 
 

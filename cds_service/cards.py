@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 from .mappings import Knowledge, StudyInfo
+from .memo import Memo
 from .rules import Evidence, Exclusion, Finding
 
 SOURCE_LABEL = "ACR Appropriateness Criteria: Imaging of Invasive Breast Cancer"
@@ -127,7 +128,8 @@ def _links_with_handout(knowledge: Knowledge, where: Presentation) -> list[dict[
     return [*_links(knowledge), handout]
 
 
-_REASONS: dict[tuple[int, str, tuple[int, ...]], list[tuple[str, str]]] = {}
+# One entry per base URL and snooze setting: a handful.
+_REASONS: Memo[tuple[int, str, tuple[int, ...]], list[tuple[str, str]]] = Memo(64)
 
 
 def override_reasons(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
@@ -136,14 +138,14 @@ def override_reasons(knowledge: Knowledge, where: Presentation) -> list[dict[str
     if offered is None:
         days = {round(m * 365 / 12) for m in where.snooze_months}
         reasons = knowledge.override_reasons
-        offered = [
-            (c.code, c.display)
-            for c in reasons.concept
-            if reasons.snooze_days(c.code) in (None, *days)
-        ]
-        if len(_REASONS) > 64:  # one entry per base URL and snooze setting: a handful
-            _REASONS.clear()
-        _REASONS[key] = offered
+        offered = _REASONS.remember(
+            key,
+            [
+                (c.code, c.display)
+                for c in reasons.concept
+                if reasons.snooze_days(c.code) in (None, *days)
+            ],
+        )
     system = where.override_system
     return [{"code": code, "system": system, "display": display} for code, display in offered]
 

@@ -36,6 +36,7 @@ from .facts import (
     ReasonFact,
 )
 from .mappings import CodeMap
+from .memo import Memo
 
 logger = logging.getLogger("cds_service.fhir")
 
@@ -64,17 +65,13 @@ def parse_date(value: Any) -> date | None:
     if not isinstance(value, str):
         return None
     key = value[:10]  # all the pattern reads: records repeat dates (a lab panel, a visit)
-    found = _DATES.get(key, _UNSEEN)  # one lookup: another thread may clear the memo
+    found = _DATES.get(key, _UNSEEN)
     if found is not _UNSEEN:
         return found  # type: ignore[return-value]
-    found = _parse_date(key)
-    if len(_DATES) > 50_000:
-        _DATES.clear()
-    _DATES[key] = found
-    return found
+    return _DATES.remember(key, _parse_date(key))
 
 
-_DATES: dict[str, date | None] = {}
+_DATES: Memo[str, date | None] = Memo(50_000)
 _UNSEEN = object()
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import MappingError, first_problem
+from .memo import Memo
 
 Verification = Literal["V", "V2", "P", "U"]
 USABLE_STRICT = frozenset({"V", "V2"})
@@ -251,8 +252,8 @@ class CodeMap:
     fallbacks: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)  # concept id -> file name
     # Memo of lookups: records repeat the same few codes thousands of times.
-    _memo: dict[tuple[str, str], frozenset[str]] = field(
-        default_factory=dict, repr=False, compare=False
+    _memo: Memo[tuple[str, str], frozenset[str]] = field(
+        default_factory=lambda: Memo(200_000), repr=False, compare=False
     )
 
     def lookup(self, system: str | None, code: str | None) -> frozenset[str]:
@@ -261,10 +262,7 @@ class CodeMap:
         key = (system, code)
         found = self._memo.get(key)
         if found is None:
-            found = self._lookup(system, code)
-            if len(self._memo) > 200_000:  # codes come from clients: keep the memo bounded
-                self._memo.clear()
-            self._memo[key] = found
+            found = self._memo.remember(key, self._lookup(system, code))
         return found
 
     def _lookup(self, system: str, code: str) -> frozenset[str]:
@@ -338,16 +336,15 @@ class TextMatcher:
     # Answers by (question, text): order texts repeat across calls (order-select re-fires as
     # the clinician edits), and reading one runs ~100 regular expressions. Bounded: texts come
     # from clients.
-    _memo: dict[tuple[str, str, str], Any] = field(default_factory=dict, repr=False, compare=False)
+    _memo: Memo[tuple[str, str, str], Any] = field(
+        default_factory=lambda: Memo(20_000), repr=False, compare=False
+    )
 
     def _recall(self, key: tuple[str, str, str], answer: Callable[[], Any]) -> Any:
-        """The remembered answer for ``key``, else ``answer()`` remembered. One lookup: another
-        thread may clear the memo between two."""
+        """The remembered answer for ``key``, else ``answer()`` remembered."""
         known = self._memo.get(key, _UNKNOWN)
         if known is _UNKNOWN:
-            if len(self._memo) > 20_000:
-                self._memo.clear()
-            known = self._memo[key] = answer()
+            known = self._memo.remember(key, answer())
         return known
 
     def distant_stage(self, text: str | None) -> bool:

@@ -49,6 +49,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from .memo import Memo
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 logger = logging.getLogger("cds_service.store")
 SNOOZE_CACHE_SECONDS = 10.0
@@ -252,7 +254,7 @@ class Store:
         self.url = url
         self.audit_key = audit_key
         self.writer = AuditWriter(self.write_calls)
-        self._snooze_cache: dict[tuple[str, date], tuple[float, frozenset[str]]] = {}
+        self._snooze_cache: Memo[tuple[str, date], tuple[float, frozenset[str]]] = Memo(10_000)
         self.engine: Engine = create_engine(url, **_engine_options(url))
         self._sqlite_calls: _CallInserter | None = None
         if self.engine.dialect.name == "sqlite":
@@ -405,9 +407,7 @@ class Store:
                 select(Snooze.study).where(Snooze.patient_hash == key[0], Snooze.until >= today)
             ).scalars()
             found = frozenset(rows)
-        if len(self._snooze_cache) > 10_000:
-            self._snooze_cache.clear()
-        self._snooze_cache[key] = (time.monotonic() + SNOOZE_CACHE_SECONDS, found)
+        self._snooze_cache.remember(key, (time.monotonic() + SNOOZE_CACHE_SECONDS, found))
         return found
 
     # --- JWT replay ----------------------------------------------------------------------
