@@ -314,6 +314,11 @@ _PUNCTUATION = re.compile(r"[/\-,;:()+&.\[\]]+")
 _SPACES = re.compile(r"\s+")
 
 
+def _plain(text: str) -> str:
+    """Upper case, punctuation as spaces, runs of spaces as one."""
+    return _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
+
+
 @dataclass(frozen=True)
 class _CompiledStudy:
     study: str
@@ -354,7 +359,7 @@ class TextMatcher:
         return bool(self._recall(("stage", "", text), lambda: self._distant_stage(text)))
 
     def _distant_stage(self, text: str) -> bool:
-        norm = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
+        norm = _plain(text)  # the staging patterns are matched without the order-text synonyms
         return any(p.search(norm) for p in (*self.stage_iv, *self.m1))
 
     def reason(self, text: str | None) -> str | None:
@@ -389,7 +394,7 @@ class TextMatcher:
         return any(p.search(norm) for p in self.diagnostic_reasons)
 
     def normalise(self, text: str) -> str:
-        out = _SPACES.sub(" ", _PUNCTUATION.sub(" ", text.upper())).strip()
+        out = _plain(text)
         for pattern, replacement in self.synonyms:
             out = pattern.sub(replacement, out)
         return _SPACES.sub(" ", out).strip()
