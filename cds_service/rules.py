@@ -327,33 +327,29 @@ def _new_diagnosis_exclusion(
         for c in cancers
     ) or any(COMPLETED_TREATMENT in c.concepts and _counts(c) for c in facts.conditions)
     diagnosed = _diagnosis_date(cancers)
+    surgeries = _surgery_dates(facts)
     if diagnosed is None:
-        surgery_known = any(
-            SURGERY in p.concepts and p.status in (None, "completed") for p in facts.procedures
-        ) or any(SURGERY in c.concepts and _counts(c) for c in facts.conditions)
-        if history_signals or surgery_known:
+        if history_signals or surgeries:
             return None
         return Exclusion("diagnosis-date-unknown", _ev(cancers[0], BREAST_CANCER))
     # Definitive surgery for THIS diagnosis, long enough ago that post-surgical staging is over
     # (a biopsy or surgery days ago, or one years before the diagnosis, does not count).
     settled = today - timedelta(days=POST_SURGERY_STAGING_DAYS)
-    surgery_done = any(
-        SURGERY in p.concepts
-        and p.status in (None, "completed")
-        and p.performed is not None
-        and diagnosed <= p.performed <= settled
-        for p in facts.procedures
-    ) or any(
-        SURGERY in c.concepts
-        and _counts(c)
-        and (d := _condition_date(c)) is not None
-        and diagnosed <= d <= settled
-        for c in facts.conditions
-    )
+    surgery_done = any(d is not None and diagnosed <= d <= settled for d in surgeries)
     if _within(diagnosed, today, windows.new_diagnosis) and not surgery_done:
         first = min(cancers, key=lambda c: _condition_date(c) or date.max)
         return Exclusion("initial-staging", _ev(first, BREAST_CANCER))
     return None
+
+
+def _surgery_dates(facts: PatientFacts) -> list[date | None]:
+    """The date (None: unknown) of each completed breast cancer surgery on record: a
+    Procedure, or a Condition that records the surgery."""
+    return [
+        p.performed
+        for p in facts.procedures
+        if SURGERY in p.concepts and p.status in (None, "completed")
+    ] + [_condition_date(c) for c in facts.conditions if SURGERY in c.concepts and _counts(c)]
 
 
 def _unconfirmed_exclusion(cancers: Sequence[ConditionFact]) -> Exclusion | None:
