@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from cds_service.cli import default_workers
+
 from . import inprocess, records, served
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -58,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, help="seconds per in-process measure (default 1.5)")
     p.add_argument("--connections", type=int, default=16)
     # The defaults of `cds-service serve` (2 x cores sync workers, at most 8).
-    p.add_argument("--workers", type=int, default=min(2 * (os.cpu_count() or 1), 8))
+    p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
         "--matrix", action="store_true", help="also 1x1/2x1 sync, 2x4/4x2 gthread (seed)"

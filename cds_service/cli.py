@@ -193,17 +193,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_workers() -> int:
+    """Gunicorn workers when CDS_WORKERS is not set. From bench/ on 2 cores: the service is
+    CPU-bound (GIL), so processes beat threads; twice the cores keeps the CPUs busy while one
+    worker waits on a FHIR server. bench/ tests the same number."""
+    return min(2 * (os.cpu_count() or 1), 8)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cds-service", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    # Defaults from bench/ on 2 cores: the service is CPU-bound (GIL), so processes beat
-    # threads; twice the cores keeps the CPUs busy while one worker waits on a FHIR server.
-    default_workers = min(2 * (os.cpu_count() or 1), 8)
     serve.add_argument(
-        "--workers", type=int, default=int(os.environ.get("CDS_WORKERS", default_workers))
+        "--workers", type=int, default=int(os.environ.get("CDS_WORKERS", default_workers()))
     )
     serve.add_argument("--threads", type=int, default=int(os.environ.get("CDS_THREADS", "1")))
     serve.add_argument("--access-log", action="store_true", help="log every request")
