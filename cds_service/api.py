@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -12,15 +13,17 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 
-from .cards import HANDOUT_PATH, OVERRIDE_PATH, Presentation, build_advice
+from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
+from .facts import OrderFact
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather
-from .hooks import decode_request, parse_feedback, parse_request, response_body
+from .hooks import CdsRequest, decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
-from .policy import apply_policy, limit_cards, parse_client_options
-from .rules import cited, evaluate, judge_without_record, needs_record
-from .state import get_state
+from .policy import ClientOptions, apply_policy, limit_cards, parse_client_options
+from .rules import Finding, cited, evaluate, judge_without_record, needs_record
+from .services import Service
+from .state import State, get_state
 from .store import VerdictRow, now
 
 bp = Blueprint("cds", __name__)
@@ -46,17 +49,26 @@ def discovery() -> Response:
     return _json(get_state().discovery)
 
 
-@bp.post("/cds-services/<service_id>")
-def call_service(service_id: str) -> Response:
-    started = time.perf_counter()
-    state = get_state()
-    service = state.services.get(service_id)
-    if service is None:
-        raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
-    req = parse_request(_body(decode_request), service.hook)
-    g.hook_instance = req.hook_instance
+@dataclass(frozen=True)
+class Decision:
+    """What the pipeline decided for one call: the orders judged, the findings, the advice
+    built from them, the cards and system actions to send and where the record came from."""
+
+    orders: list[OrderFact]
+    findings: list[Finding]
+    advice: Advice
+    cards: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    origin: dict[str, str]
+
+
+def decide(
+    req: CdsRequest, service: Service, state: State, client_options: ClientOptions
+) -> Decision:
+    """The pipeline of one hook call: the orders, the record (prefetch or FHIR reads), the
+    rules, the site's and the client's policy, the cards. ``call_service`` is the HTTP shell
+    around it (bench/ceiling_app.py answers it from memory to measure that shell alone)."""
     knowledge = state.knowledge
-    client_options = parse_client_options(req.extension)
     drafts = parse_orders(req.draft_orders, None, knowledge.codes)
     selected = set(req.selections) if req.selections is not None else None
     orders = [o for o in drafts if selected is None or o.reference in selected]
@@ -92,6 +104,25 @@ def call_service(service_id: str) -> Response:
     advice = build_advice(findings, knowledge, where)
     cards = limit_cards(advice.cards, state.site, client_options)
     actions = advice.system_actions if client_options.system_actions else []
+    return Decision(orders, findings, advice, cards, actions, origin)
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    started = time.perf_counter()
+    state = get_state()
+    service = state.services.get(service_id)
+    if service is None:
+        raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
+    req = parse_request(_body(decode_request), service.hook)
+    g.hook_instance = req.hook_instance
+    decision = decide(req, service, state, parse_client_options(req.extension))
+    findings, advice, cards, origin = (
+        decision.findings,
+        decision.advice,
+        decision.cards,
+        decision.origin,
+    )
     silent = state.site.silent
     sent = {c["uuid"] for c in cards} if not silent else set()
     latency = (time.perf_counter() - started) * 1000
@@ -127,7 +158,7 @@ def call_service(service_id: str) -> Response:
                 "hookInstance": req.hook_instance,
                 "service": service.id,
                 "hook": req.hook,
-                "orders": len(orders),
+                "orders": len(decision.orders),
                 "cards": len(cards),
                 "silent": silent,
                 "outcome": [f"{f.study or '-'}:{f.verdict}:{f.reason}" for f in findings],
@@ -139,7 +170,7 @@ def call_service(service_id: str) -> Response:
     )
     if silent:
         return _json({"cards": []})
-    return _json(response_body(cards, actions))
+    return _json(response_body(cards, decision.actions))
 
 
 @bp.post("/cds-services/<service_id>/feedback")
