@@ -65,6 +65,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--matrix", action="store_true", help="also 1x1/2x1 sync, 2x4/4x2 gthread (seed)"
     )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also serve the shell ceiling: the service, pipeline answered from memory (seed)",
+    )
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument(
         "--launcher",
@@ -412,36 +417,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         big = [s for s in to_serve if s.kind in ("synthea", "tietai")][:1]
         to_serve = [s for s in to_serve if s.kind == "seed"] + big
     modes = [m for m in args.modes.split(",") if m in served.MODES]
-    runs: list[tuple[records.RequestSet, served.Settings, str]] = []
+    runs: list[tuple[records.RequestSet, served.Settings, str, str]] = []
     for s in to_serve:
         for mode in modes:
             if args.quick and mode == "cold" and s.kind == "seed":
                 continue  # a smoke run checks cold on the Synthea record only
-            runs.append((s, default, mode))
+            runs.append((s, default, mode, "service"))
     if args.matrix:
         seed = next(s for s in sets if s.name == "seed")
-        runs += [(seed, m, "warm") for m in MATRIX if m != default]
-    for request_set, settings, mode in runs:
+        runs += [(seed, m, "warm", "service") for m in MATRIX if m != default]
+    if args.ceiling:
+        seed = next(s for s in sets if s.name == "seed")
+        runs.append((seed, default, "warm", "ceiling"))
+    ceiling: list[dict[str, Any]] = []
+    for request_set, settings, mode, app in runs:
         label = f"{request_set.name} ({mode}) with {settings.label}"
+        if app != "service":
+            label += f", {app} app"
         print(f"bench: serving {label} ...", flush=True)
         try:
-            serv.append(
-                served.run_pair(
-                    request_set,
-                    settings,
-                    mode=mode,
-                    loadgen=loadgen,
-                    connections=args.connections,
-                    duration=args.duration,
-                    warmup=args.warmup,
-                    launcher=args.launcher,
-                    log_dir=log_dir,
-                    rounds=args.rounds,
-                )
+            result = served.run_pair(
+                request_set,
+                settings,
+                mode=mode,
+                loadgen=loadgen,
+                connections=args.connections,
+                duration=args.duration,
+                warmup=args.warmup,
+                launcher=args.launcher,
+                log_dir=log_dir,
+                rounds=args.rounds,
+                app=app,
             )
         except (RuntimeError, OSError) as exc:
             problems.append(f"{label}: {exc}")
             print(f"bench: {label} failed: {exc}", file=sys.stderr)
+            continue
+        (ceiling if app == "ceiling" else serv).append(result)
     if serv:
         print(
             f"\nServed on 127.0.0.1, {args.connections} connections, {args.rounds} x "
@@ -452,7 +464,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.matrix:
             print("\nGunicorn matrix, seed set, warm (choose defaults from these):")
             print(served_table([r for r in serv if r["set"] == "seed" and r["mode"] == "warm"]))
-        for r in serv:
+    if ceiling:
+        print(
+            "\nShell ceiling: the service's own app (request hooks, audit, log line, the seed's"
+            " 8 KB answer) with its pipeline answered from memory, against the same floor; what"
+            " the service could serve if deciding cost nothing:"
+        )
+        print(served_table(ceiling))
+    if serv or ceiling:
+        for r in [*serv, *ceiling]:
             for kind in ("service", "floor"):
                 probe = r[kind]["probe"]
                 if probe["status"] != 200:
@@ -467,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ", ".join(f"{w['rss_mib']:.0f}" for w in r["service"]["memory"]["workers"])
             for r in serv
         ]
-        print("\nService worker VmRSS after each run (MiB): " + "; ".join(mem))
+        if mem:
+            print("\nService worker VmRSS after each run (MiB): " + "; ".join(mem))
         print(f"(gunicorn logs: {log_dir})")
 
     shutil.rmtree(work_dir / "instance", ignore_errors=True)
@@ -494,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "profiles": profiles,
         "git": _git(),
         "served": serv,
+        "ceiling": ceiling,
         "targets": checks,
         "problems": problems,
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],

@@ -35,7 +35,12 @@ from .records import MARKER, REPO, SERVICE_ID, RequestSet
 
 HOST = "127.0.0.1"
 PATH = f"/cds-services/{SERVICE_ID}"
-APPS = {"service": "cds_service:create_app()", "floor": "bench.floor_app:create_app()"}
+APPS = {
+    "service": "cds_service:create_app()",
+    "floor": "bench.floor_app:create_app()",
+    # The service's app with its pipeline answered from memory (bench/ceiling_app.py).
+    "ceiling": "bench.ceiling_app:create_app()",
+}
 
 
 @dataclass(frozen=True)
@@ -527,19 +532,21 @@ def run_pair(
     launcher: str,
     log_dir: Path,
     rounds: int = 1,
+    app: str = "service",
 ) -> dict[str, Any]:
     """The service and the floor app, with the same settings, bytes and load, both running;
     measured in turn (service, floor) ``rounds`` times, so that a slow spell of the machine
     falls on both. Each server's figures are medians over its windows (``_median_of``); the
     ratios pair the windows of one round: ``ratio`` and ``cpu_ratio`` are the medians of the
-    rounds' own ratios, not quotients of the two medians (each round is in ``rounds``)."""
+    rounds' own ratios, not quotients of the two medians (each round is in ``rounds``).
+    ``app`` is what stands in the service's place: the service, or the "ceiling" app."""
     rounds = max(rounds, 1)
     files = BodyFiles(request_set, mode)
     servers: dict[str, Server] = {}
     with contextlib.ExitStack() as stack:  # every server stopped, files removed, whatever fails
         stack.callback(files.cleanup)
-        for kind in ("service", "floor"):
-            servers[kind] = Server(kind, settings, launcher, log_dir)
+        for kind, app_kind in (("service", app), ("floor", "floor")):
+            servers[kind] = Server(app_kind, settings, launcher, log_dir)
             stack.callback(servers[kind].stop)
         for server in servers.values():
             server.wait_ready()
@@ -578,6 +585,7 @@ def run_pair(
     cpu = [r["cpu_ratio"] for r in each if r["cpu_ratio"] is not None]
     return {
         "set": request_set.name,
+        "app": app,
         "mode": mode,
         "settings": settings.label,
         "workers": settings.workers,

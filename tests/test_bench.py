@@ -80,6 +80,24 @@ def test_the_seed_target_needs_ratio_p99_and_no_errors(
     assert seed["result"] == result
 
 
+def _small_pair(tmp_path: Path, rounds: int = 1, app: str = "service") -> dict[str, Any]:
+    """A short served pair on real gunicorn servers: one sync worker each, the Python load
+    generator with two connections, 0.3 s windows."""
+    return served.run_pair(
+        seed_set(),
+        served.Settings(1, 1),
+        mode="warm",
+        loadgen="python",
+        connections=2,
+        duration=0.3,
+        warmup=0.0,
+        launcher="gunicorn",
+        log_dir=tmp_path,
+        rounds=rounds,
+        app=app,
+    )
+
+
 def test_served_rounds_take_turns_on_real_servers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,18 +120,7 @@ def test_served_rounds_take_turns_on_real_servers(
 
     monkeypatch.setattr(served, "load", load)
     monkeypatch.setattr(served, "Server", server)
-    result = served.run_pair(
-        seed_set(),
-        served.Settings(1, 1),
-        mode="warm",
-        loadgen="python",
-        connections=2,
-        duration=0.3,
-        warmup=0.0,
-        launcher="gunicorn",
-        log_dir=tmp_path,
-        rounds=3,
-    )
+    result = _small_pair(tmp_path, rounds=3)
     service, floor = (s.port for s in started)
     assert loaded == [service, floor] * 3
     assert all(s.proc.poll() is not None for s in started), "both servers were stopped"
@@ -159,3 +166,56 @@ def test_linear_growth_is_judged_only_when_the_costs_grow(
     ]
     found = {t["target"]: t for t in targets(sets, [], "4x1 sync")}
     assert found["linear growth (warm)"]["result"] == result
+
+
+def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bench/ceiling_app.py: the service's own app whose ``api.decide`` hands back the seed's
+    decision. Every call still goes through the view: the seed's card (fresh uuids each time),
+    one audit row per call with its verdict, whatever request is sent (the pipeline never
+    runs); the real ``decide`` is back after the test."""
+    from bench import ceiling_app
+    from cds_service import api, create_app
+    from cds_service.state import EXTENSION_KEY
+    from cds_service.store import Call, Verdict
+
+    monkeypatch.setenv("CDS_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.setenv("CDS_TODAY", "2026-11-25")
+    monkeypatch.setattr(api, "decide", api.decide)  # restored when the test ends
+    real_decide = api.decide
+    app = ceiling_app.create_app()
+    assert api.decide is not real_decide
+    seed = seed_set().bodies[0]
+    other = (Path(__file__).parents[1] / "fixtures/requests/new-bone-pain.json").read_bytes()
+    client = app.test_client()
+    answers = [
+        client.post(ceiling_app.PATH, data=body, content_type="application/json").get_json()
+        for body in (seed, seed, other)
+    ]
+
+    monkeypatch.setattr(api, "decide", real_decide)
+    service = create_app({"instance_dir": str(tmp_path / "real"), "today": "2026-11-25"})
+    real = service.test_client().post(ceiling_app.PATH, data=seed, content_type="application/json")
+    expected = real.get_json()["cards"]
+    assert len(expected) == 1
+    same = ("summary", "indicator", "detail", "source", "links", "overrideReasons")
+    for answer in answers:
+        (card,) = answer["cards"]
+        assert [card[k] for k in same] == [expected[0][k] for k in same]
+        assert answer["systemActions"][0]["type"] == "update"
+    assert len({a["cards"][0]["uuid"] for a in answers}) == 3, "a new card uuid every call"
+    store = app.extensions[EXTENSION_KEY].store
+    store.flush()
+    assert store.count(Call) == 3  # deciding once at start-up is not a call
+    assert store.count(Verdict) == 3
+
+
+def test_the_ceiling_app_is_served_in_the_service_place(tmp_path: Path) -> None:
+    """``run_pair(app="ceiling")`` starts bench/ceiling_app.py under gunicorn where the service
+    would stand: it answers the seed with its card, under load, without errors."""
+    result = _small_pair(tmp_path, app="ceiling")
+    assert result["app"] == "ceiling"
+    assert result["service"]["probe"] == {"status": 200, "cards": 1}
+    assert result["service"]["errors"] == 0 and result["service"]["requests"] > 0
+    assert any(p.name.startswith("ceiling-") for p in tmp_path.iterdir()), "its own log file"
