@@ -136,6 +136,11 @@ class FhirTestServer:
         log: list[dict[str, Any]] = self._control("GET", "requests")
         return log
 
+    def set_latency(self, ms: float) -> None:
+        """From now on every FHIR answer waits ``ms`` milliseconds (a timer in the server: no
+        CPU spent, other requests served meanwhile), as a remote FHIR server would; 0: none."""
+        self._control("POST", "latency", {"ms": ms})
+
     def reset_log(self) -> None:
         self._control("POST", "reset-log", {})
 

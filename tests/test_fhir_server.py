@@ -4,6 +4,7 @@ the /_control endpoints that the service's failure tests rely on."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,26 @@ def test_required_token(server: FhirTestServer, seed_patient: str) -> None:
     finally:
         server.require_token(None)
     assert get(server, f"Patient/{seed_patient}").status_code == 200
+
+
+def test_latency_delays_every_fhir_answer_and_changes_nothing_else(
+    server: FhirTestServer, seed_patient: str
+) -> None:
+    """The bench's remote-server switch: with a latency set, an answer comes no sooner than
+    that (a lower bound only: the suite asserts no speed) and is the same answer."""
+    before = get(server, "Condition", params={"patient": seed_patient}).json()
+    server.set_latency(300)
+    try:
+        started = time.monotonic()
+        delayed = get(server, "Condition", params={"patient": seed_patient})
+        waited = time.monotonic() - started
+    finally:
+        server.set_latency(0)
+    assert delayed.status_code == 200
+    assert ids(delayed.json()) == ids(before)
+    assert waited >= 0.29
+    bad = server.session.post(f"{server.root}/_control/latency", json={"ms": -1}, timeout=30)
+    assert bad.status_code == 400
 
 
 def test_request_log_shows_the_authorization_header(

@@ -3,6 +3,7 @@
 // adapter that adds what the router lacks (see shared/test-servers.md, section 1).
 //
 //   node server.mjs --port 0 --base /fhir [--load bundle.json ...] [--no-subject-rewrite]
+//                   [--latency-ms N]
 //
 // Prints exactly one line to stdout, `READY http://127.0.0.1:<port>/fhir`, once the R4 definitions
 // are indexed and the bundles are loaded; everything else goes to stderr.
@@ -25,6 +26,7 @@ const { values: opts, positionals } = parseArgs({
     base: { type: 'string', default: '/fhir' },
     load: { type: 'string', multiple: true, default: [] },
     'no-subject-rewrite': { type: 'boolean', default: false },
+    'latency-ms': { type: 'string', default: '0' },
   },
   allowPositionals: true, // `--load a.json b.json`: the files after the first one are positionals
 });
@@ -44,6 +46,9 @@ const SUBJECT_TYPES = new Set([
 // Mutable test state, changed only through the /_control endpoints.
 let requiredToken = null;
 let requestLog = [];
+// Milliseconds every FHIR answer waits before it is sent (a remote EHR's FHIR server, for the
+// bench): a timer, so the wait costs this process no CPU and other requests go on meanwhile.
+let latencyMs = Number(opts['latency-ms']);
 
 // Medplum 4.5.2 matches only `patient=Patient/<id>`, so bare ids get the type prefix; on the types
 // above the parameter is also renamed to `subject` (same meaning there, much faster).
@@ -193,6 +198,12 @@ function handleControl(method, path, body) {
     return [200, { token: requiredToken }];
   }
   if (method === 'GET' && path === '/_control/requests') return [200, requestLog];
+  if (method === 'POST' && path === '/_control/latency') {
+    const ms = body?.ms;
+    if (!Number.isFinite(ms) || ms < 0) return [400, { error: 'ms must be a number >= 0' }];
+    latencyMs = ms;
+    return [200, { ms: latencyMs }];
+  }
   if (method === 'POST' && path === '/_control/reset-log') {
     requestLog = [];
     return [200, { ok: true }];
@@ -242,7 +253,8 @@ async function handle(req, res) {
   const entry = { method: req.method, url: req.url, authorization: req.headers.authorization ?? null };
   requestLog.push(entry);
   if (requestLog.length > LOG_SIZE) requestLog.shift();
-  const reply = (status, result, headers) => {
+  const reply = async (status, result, headers) => {
+    if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
     entry.status = status;
     send(status, result, FHIR_JSON, headers);
   };
@@ -255,7 +267,7 @@ async function handle(req, res) {
   }
   const rest = url.pathname.slice(BASE.length).replace(/^\/+|\/+$/g, '');
   const [status, result, headers] = await handleFhir(req.method, rest, url.searchParams, body, origin);
-  reply(status, result, headers);
+  return reply(status, result, headers);
 }
 
 async function loadFile(file) {
