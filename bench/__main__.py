@@ -8,6 +8,7 @@ Exit status 0, unless ``--check`` is given and a target fails (or a run errs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -32,9 +33,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MATRIX = (
     served.Settings(1, 1),
     served.Settings(2, 1),
+    served.Settings(4, 1),
+    served.Settings(8, 1),
     served.Settings(2, 4),
     served.Settings(4, 2),
-    served.Settings(4, 1),
+    served.Settings(4, 4),
 )
 
 # Targets (issue): seed >= 0.70x floor and p99 <= 25 ms at 16 connections; Synthea-size patient
@@ -69,6 +72,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--ceiling",
         action="store_true",
         help="also serve the shell ceiling: the service, pipeline answered from memory (seed)",
+    )
+    p.add_argument(
+        "--fhir",
+        action="store_true",
+        help="also serve seed-fhir: the seed without prefetch, its record on the test FHIR server",
+    )
+    p.add_argument(
+        "--fhir-latency",
+        type=float,
+        default=100.0,
+        help="milliseconds each FHIR answer waits with --fhir (a remote server; default 100)",
     )
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument(
@@ -320,6 +334,30 @@ def targets(
 # --------------------------------------------------------------------------------------------
 
 
+def start_fhir(
+    stack: contextlib.ExitStack, latency_ms: float
+) -> tuple[records.RequestSet | None, dict[str, Any]]:
+    """The test FHIR server (tests/fhir_server: Medplum's FHIR router over an in-memory store, on
+    this machine) holding the seed's record, each answer ``latency_ms`` late (a timer: the
+    wait costs no CPU), and the seed-fhir set that points at it; None and why when Node.js or
+    the server's npm packages are missing."""
+    from tests.fhir_server import FhirTestServer, node_available
+
+    reason = node_available()
+    if reason is not None:
+        return None, {"skipped": reason}
+    server = stack.enter_context(FhirTestServer())
+    server.load(records.seed_record_batch())
+    server.set_latency(latency_ms)
+    request_set = records.seed_fhir_set(server.base, latency_ms)
+    return request_set, {
+        "base": server.base,
+        "latency_ms": latency_ms,
+        "resources": request_set.resources,
+        "server": "tests/fhir_server (Medplum FHIR router, in memory), on this machine",
+    }
+
+
 def choose_served(sets: Sequence[records.RequestSet], spec: str) -> list[records.RequestSet]:
     if spec == "none":
         return []
@@ -423,37 +461,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.quick and mode == "cold" and s.kind == "seed":
                 continue  # a smoke run checks cold on the Synthea record only
             runs.append((s, default, mode, "service"))
+    fhir_set: records.RequestSet | None = None
+    fhir_info: dict[str, Any] = {}
+    stack = contextlib.ExitStack()  # the FHIR test server, stopped when the runs are done
+    if args.fhir:
+        fhir_set, fhir_info = start_fhir(stack, args.fhir_latency)
+        if fhir_set is None:
+            print(f"bench: note: --fhir skipped: {fhir_info['skipped']}")
+            problems.append(f"--fhir skipped: {fhir_info['skipped']}")
+        else:
+            print(f"bench: seed-fhir: {fhir_set.note} ({fhir_info['base']})")
+            runs.append((fhir_set, default, "warm", "service"))
     if args.matrix:
         seed = next(s for s in sets if s.name == "seed")
-        runs += [(seed, m, "warm", "service") for m in MATRIX if m != default]
+        for each in [seed, *([fhir_set] if fhir_set else [])]:
+            runs += [(each, m, "warm", "service") for m in MATRIX if m != default]
     if args.ceiling:
         seed = next(s for s in sets if s.name == "seed")
         runs.append((seed, default, "warm", "ceiling"))
     ceiling: list[dict[str, Any]] = []
-    for request_set, settings, mode, app in runs:
-        label = f"{request_set.name} ({mode}) with {settings.label}"
-        if app != "service":
-            label += f", {app} app"
-        print(f"bench: serving {label} ...", flush=True)
-        try:
-            result = served.run_pair(
-                request_set,
-                settings,
-                mode=mode,
-                loadgen=loadgen,
-                connections=args.connections,
-                duration=args.duration,
-                warmup=args.warmup,
-                launcher=args.launcher,
-                log_dir=log_dir,
-                rounds=args.rounds,
-                app=app,
-            )
-        except (RuntimeError, OSError) as exc:
-            problems.append(f"{label}: {exc}")
-            print(f"bench: {label} failed: {exc}", file=sys.stderr)
-            continue
-        (ceiling if app == "ceiling" else serv).append(result)
+    with stack:
+        for request_set, settings, mode, app in runs:
+            label = f"{request_set.name} ({mode}) with {settings.label}"
+            if app != "service":
+                label += f", {app} app"
+            print(f"bench: serving {label} ...", flush=True)
+            try:
+                result = served.run_pair(
+                    request_set,
+                    settings,
+                    mode=mode,
+                    loadgen=loadgen,
+                    connections=args.connections,
+                    duration=args.duration,
+                    warmup=args.warmup,
+                    launcher=args.launcher,
+                    log_dir=log_dir,
+                    rounds=args.rounds,
+                    app=app,
+                )
+            except (RuntimeError, OSError) as exc:
+                problems.append(f"{label}: {exc}")
+                print(f"bench: {label} failed: {exc}", file=sys.stderr)
+                continue
+            (ceiling if app == "ceiling" else serv).append(result)
     if serv:
         print(
             f"\nServed on 127.0.0.1, {args.connections} connections, {args.rounds} x "
@@ -464,6 +515,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.matrix:
             print("\nGunicorn matrix, seed set, warm (choose defaults from these):")
             print(served_table([r for r in serv if r["set"] == "seed" and r["mode"] == "warm"]))
+        if fhir_set is not None:
+            print(
+                f"\nseed-fhir: every call reads the record from the FHIR test server, each answer"
+                f" {args.fhir_latency:g} ms late; the floor reads nothing, so compare gunicorn"
+                " settings here, not the ratio:"
+            )
+            print(served_table([r for r in serv if r["set"] == fhir_set.name]))
     if ceiling:
         print(
             "\nShell ceiling: the service's own app (request hooks, audit, log line, the seed's"
@@ -516,6 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "git": _git(),
         "served": serv,
         "ceiling": ceiling,
+        "fhir": fhir_info,
         "targets": checks,
         "problems": problems,
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],

@@ -286,6 +286,46 @@ def seed_set() -> RequestSet:
     )
 
 
+def seed_record_batch() -> dict[str, Any]:
+    """The seed's prefetch resources as a batch Bundle of PUTs (their own ids), for a FHIR server:
+    the record the service reads when the seed request comes without its prefetch."""
+    resources = []
+    for value in _seed()["prefetch"].values():
+        if not isinstance(value, dict):
+            continue
+        if value.get("resourceType") == "Bundle":
+            resources += [e["resource"] for e in value.get("entry") or [] if "resource" in e]
+        else:
+            resources.append(value)
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ],
+    }
+
+
+def seed_fhir_set(fhir_base: str, latency_ms: float) -> RequestSet:
+    """The seed request with no prefetch and a ``fhirServer``: the service queries that server
+    with its own templates (seven searches and reads, run concurrently) for every call."""
+    request = _seed()
+    count = len(seed_record_batch()["entry"])
+    del request["prefetch"]
+    request["fhirServer"] = fhir_base
+    body = orjson.dumps(request)
+    return RequestSet(
+        "seed-fhir",
+        "seed",
+        [body],
+        count,
+        f"the seed without prefetch; its record on a FHIR server {latency_ms:g} ms away",
+        served=True,
+        bodies=[body],
+    )
+
+
 def _record_request(bundle: Mapping[str, Any], templates: Sequence[Template]) -> tuple[bytes, int]:
     patient_id, prefetch, count = prefetch_for(record_resources(bundle), templates)
     return order_select_request(patient_id, prefetch), count

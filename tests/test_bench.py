@@ -4,12 +4,16 @@ made from the right windows."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
 import pytest
+import requests
 
-from bench import served
+from bench import records, served
 from bench.__main__ import targets
 from bench.records import seed_set
 
@@ -80,11 +84,16 @@ def test_the_seed_target_needs_ratio_p99_and_no_errors(
     assert seed["result"] == result
 
 
-def _small_pair(tmp_path: Path, rounds: int = 1, app: str = "service") -> dict[str, Any]:
-    """A short served pair on real gunicorn servers: one sync worker each, the Python load
-    generator with two connections, 0.3 s windows."""
+def _small_pair(
+    tmp_path: Path,
+    rounds: int = 1,
+    app: str = "service",
+    request_set: records.RequestSet | None = None,
+) -> dict[str, Any]:
+    """A short served pair on real gunicorn servers (the seed unless told): one sync worker
+    each, the Python load generator with two connections, 0.3 s windows."""
     return served.run_pair(
-        seed_set(),
+        request_set or seed_set(),
         served.Settings(1, 1),
         mode="warm",
         loadgen="python",
@@ -219,3 +228,30 @@ def test_the_ceiling_app_is_served_in_the_service_place(tmp_path: Path) -> None:
     assert result["service"]["probe"] == {"status": 200, "cards": 1}
     assert result["service"]["errors"] == 0 and result["service"]["requests"] > 0
     assert any(p.name.startswith("ceiling-") for p in tmp_path.iterdir()), "its own log file"
+
+
+def test_seed_fhir_is_answered_from_the_fhir_server(tmp_path: Path) -> None:
+    """``--fhir``: the test FHIR server holds the seed's record, the seed-fhir request carries
+    no prefetch, and the service under gunicorn reads the record from that server (the server
+    saw its queries) to give the seed's warning card."""
+    from bench.__main__ import start_fhir
+
+    from .fhir_server import node_available
+
+    reason = node_available()
+    if reason is not None:
+        pytest.skip(reason)
+    with contextlib.ExitStack() as stack:
+        request_set, info = start_fhir(stack, 0.0)
+        assert request_set is not None and info["latency_ms"] == 0.0
+        body = orjson.loads(request_set.bodies[0])
+        assert "prefetch" not in body and body["fhirServer"] == info["base"]
+        assert request_set.resources == len(records.seed_record_batch()["entry"]) > 5
+        result = _small_pair(tmp_path, request_set=request_set)
+        assert result["service"]["probe"] == {"status": 200, "cards": 1}
+        assert result["service"]["errors"] == 0
+        parts = urlsplit(info["base"])
+        seen = requests.get(f"{parts.scheme}://{parts.netloc}/_control/requests", timeout=30)
+        urls = [r["url"] for r in seen.json()]
+        assert "/fhir/Patient/seed-patient" in urls
+        assert any(u.startswith("/fhir/Condition?patient=seed-patient") for u in urls)
