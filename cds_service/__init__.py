@@ -19,6 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import api, errors, fhir, logs
 from .auth import Verifier, load_issuers
 from .config import SettingsError, SiteConfig, load_settings, load_site_config
+from .fhir_client import fhir_pool
 from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, Windows
 from .services import load_services
@@ -30,7 +31,8 @@ __version__ = "0.1.0"
 
 
 def _session() -> requests.Session:
-    """One pooled session for all FHIR queries; no proxies or netrc from the environment."""
+    """The session of the JWKS fetches (client authentication); no proxies or netrc from the
+    environment. FHIR queries have their own pool (``fhir_client.fhir_pool``)."""
     session = requests.Session()
     session.trust_env = False
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
@@ -106,7 +108,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             new_diagnosis=site.new_diagnosis_days or settings.new_diagnosis_days,
             active_treatment=site.active_treatment_days or settings.active_treatment_days,
         ),
-        http=session,
+        http=fhir_pool(),
         verifier=verifier,
         executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),
     )

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
 from typing import Any
 
-import requests
+import urllib3
 
 from .errors import InvalidRequest, PrefetchUnavailable
 from .fhir import Received, Record, bundle_resources, received_value
@@ -35,7 +35,7 @@ def server_allowed(fhir_server: str, allowlist: Sequence[str]) -> bool:
 def gather(
     req: CdsRequest,
     service: Service,
-    session: requests.Session,
+    http: urllib3.PoolManager,
     executor: Executor,
     budget: float,
     allowlists: Sequence[Sequence[str]] = (),
@@ -51,7 +51,7 @@ def gather(
     client = None
     if req.fhir_server:
         if all(server_allowed(req.fhir_server, allowlist) for allowlist in allowlists):
-            client = FhirClient(session, req.fhir_server, req.access_token, deadline)
+            client = FhirClient(http, req.fhir_server, req.access_token, deadline)
         else:
             refused = "the fhirServer is not on this service's allow-list"
     resources: dict[str, Resources] = {}

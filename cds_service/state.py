@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+import urllib3
 from flask import current_app
 
 from .auth import Verifier
@@ -28,7 +28,7 @@ class State:
     site: SiteConfig
     store: Store
     windows: Windows
-    http: requests.Session
+    http: urllib3.PoolManager  # the FHIR queries' connections (fhir_client.fhir_pool)
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
     verifier: Verifier | None  # None: unauthenticated (loopback only, see cli.serve)
 

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from cds_service.fhir_client import FhirClient, FhirUnavailable
+from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
 
 from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, FIXTURES, SERVICE_FOR_HOOK, TODAY, load_json
@@ -190,7 +190,7 @@ def test_paginated_prefetch_is_followed(client: FlaskClient, server: FhirTestSer
 def test_client_follows_next_links_exactly_once(server: FhirTestServer) -> None:
     body = seed()
     patient = body["context"]["patientId"]
-    client = FhirClient(requests.Session(), server.base, None, time.monotonic() + 10)
+    client = FhirClient(fhir_pool(), server.base, None, time.monotonic() + 10)
     pages = client.fetch(f"Condition?patient={patient}&_count=1", "conditions")
     ids = [e["resource"]["id"] for page in pages for e in page.get("entry", [])]
     assert len(pages) > 1 and len(ids) == len(set(ids))
@@ -199,7 +199,7 @@ def test_client_follows_next_links_exactly_once(server: FhirTestServer) -> None:
 
 
 def test_next_link_outside_the_base_is_refused(server: FhirTestServer) -> None:
-    client = FhirClient(requests.Session(), server.base, TOKEN, time.monotonic() + 5)
+    client = FhirClient(fhir_pool(), server.base, TOKEN, time.monotonic() + 5)
     with pytest.raises(FhirUnavailable, match="outside its base"):
         client.get("http://127.0.0.1:9/elsewhere/Condition", "conditions")
 
@@ -342,3 +342,81 @@ def test_load_fixtures_command_puts_patients_with_stable_ids(
         conditions = fresh.session.get(f"{fresh.base}/Condition?patient=seed-patient").json()
         ids = [e["resource"]["id"] for e in conditions["entry"]]
         assert len(ids) == len(set(ids)) > 0
+
+
+def _self_signed(tmp_dir: Any) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 signed by itself (no CA anyone trusts), and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = f"{tmp_dir}/cert.pem", f"{tmp_dir}/key.pem"
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+def test_fhir_queries_verify_the_servers_certificate(tmp_path: Any) -> None:
+    """The FHIR pool checks TLS certificates (certifi's CAs): a server whose certificate no
+    trusted CA signed is not read from, even though it would answer, and the token never
+    reaches it in a request."""
+    import ssl
+
+    answered: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            answered.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.end_headers()
+            self.wfile.write(b'{"resourceType": "Patient", "id": "x"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    cert, key = _self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"https://127.0.0.1:{httpd.server_address[1]}/fhir"
+        client = FhirClient(fhir_pool(), base, TOKEN, time.monotonic() + 5)
+        with pytest.raises(FhirUnavailable, match="not reachable"):
+            client.get("Patient/x", "patient")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert answered == [], "no request got past the TLS handshake"
