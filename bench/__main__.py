@@ -50,6 +50,16 @@ RSS_MIB = 150.0
 LINEAR_SLACK = 1.5  # marginal cost per resource at 1,000-5,000 vs 100-1,000
 
 
+def _latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: milliseconds from 0 to 60000")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="CI smoke run (< ~60 s, no generation)")
@@ -66,7 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=default_workers())
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--matrix", action="store_true", help="also 1x1/2x1 sync, 2x4/4x2 gthread (seed)"
+        "--matrix",
+        action="store_true",
+        help="also 1x1/2x1/4x1/8x1 sync, 2x4/4x2/4x4 gthread (seed; seed-fhir with --fhir)",
     )
     p.add_argument(
         "--ceiling",
@@ -80,7 +92,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--fhir-latency",
-        type=float,
+        type=_latency,
         default=100.0,
         help="milliseconds each FHIR answer waits with --fhir (a remote server; default 100)",
     )
@@ -341,21 +353,44 @@ def start_fhir(
     this machine) holding the seed's record, each answer ``latency_ms`` late (a timer: the
     wait costs no CPU), and the seed-fhir set that points at it; None and why when Node.js or
     the server's npm packages are missing."""
+    import requests
+
     from tests.fhir_server import FhirTestServer, node_available
 
     reason = node_available()
     if reason is not None:
         return None, {"skipped": reason}
-    server = stack.enter_context(FhirTestServer())
-    server.load(records.seed_record_batch())
-    server.set_latency(latency_ms)
+    try:
+        server = stack.enter_context(FhirTestServer())
+        server.load(records.seed_record_batch())
+        server.set_latency(latency_ms)
+    except (RuntimeError, OSError, requests.RequestException) as exc:
+        return None, {"skipped": f"the test FHIR server did not start: {exc}"}
     request_set = records.seed_fhir_set(server.base, latency_ms)
     return request_set, {
         "base": server.base,
         "latency_ms": latency_ms,
         "resources": request_set.resources,
         "server": "tests/fhir_server (Medplum FHIR router, in memory), on this machine",
+        "pid": server.pid,
+        "cpu_s": served.cpu_seconds(server.pid),  # replaced by the CPU the runs cost it
     }
+
+
+def seed_answers_differ(results: Sequence[dict[str, Any]]) -> list[str]:
+    """The seed, seed-fhir and the ceiling must all give the seed's one warning card: the same
+    decision from the prefetch, from the FHIR server and from memory, or the runs are not
+    comparable (e.g. a FHIR read failed and the service decided on less of the record)."""
+    expected = records.seed_expected()
+    out = []
+    for r in results:
+        decided = r["service"]["probe"].get("decided")
+        if r["set"] in ("seed", "seed-fhir") and decided != expected:
+            out.append(
+                f"{r['set']} {r['mode']} {r['settings']} {r['app']}: the probe's cards were"
+                f" {decided}, not {expected} (fixtures/cases.json)"
+            )
+    return out
 
 
 def choose_served(sets: Sequence[records.RequestSet], spec: str) -> list[records.RequestSet]:
@@ -463,24 +498,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append((s, default, mode, "service"))
     fhir_set: records.RequestSet | None = None
     fhir_info: dict[str, Any] = {}
-    stack = contextlib.ExitStack()  # the FHIR test server, stopped when the runs are done
-    if args.fhir:
-        fhir_set, fhir_info = start_fhir(stack, args.fhir_latency)
-        if fhir_set is None:
-            print(f"bench: note: --fhir skipped: {fhir_info['skipped']}")
-            problems.append(f"--fhir skipped: {fhir_info['skipped']}")
-        else:
-            print(f"bench: seed-fhir: {fhir_set.note} ({fhir_info['base']})")
-            runs.append((fhir_set, default, "warm", "service"))
-    if args.matrix:
-        seed = next(s for s in sets if s.name == "seed")
-        for each in [seed, *([fhir_set] if fhir_set else [])]:
-            runs += [(each, m, "warm", "service") for m in MATRIX if m != default]
-    if args.ceiling:
-        seed = next(s for s in sets if s.name == "seed")
-        runs.append((seed, default, "warm", "ceiling"))
     ceiling: list[dict[str, Any]] = []
-    with stack:
+    with contextlib.ExitStack() as stack:  # the FHIR test server, stopped when the runs end
+        if args.fhir:
+            fhir_set, fhir_info = start_fhir(stack, args.fhir_latency)
+            if fhir_set is None:
+                print(f"bench: --fhir skipped: {fhir_info['skipped']}", file=sys.stderr)
+                problems.append(f"--fhir skipped: {fhir_info['skipped']}")
+            else:
+                print(f"bench: seed-fhir: {fhir_set.note} ({fhir_info['base']})")
+                runs.append((fhir_set, default, "warm", "service"))
+        if args.matrix:
+            seed = next(s for s in sets if s.name == "seed")
+            for each in [seed, *([fhir_set] if fhir_set else [])]:
+                runs += [(each, m, "warm", "service") for m in MATRIX if m != default]
+        if args.ceiling:
+            seed = next(s for s in sets if s.name == "seed")
+            runs.append((seed, default, "warm", "ceiling"))
         for request_set, settings, mode, app in runs:
             label = f"{request_set.name} ({mode}) with {settings.label}"
             if app != "service":
@@ -505,21 +539,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"bench: {label} failed: {exc}", file=sys.stderr)
                 continue
             (ceiling if app == "ceiling" else serv).append(result)
+        if fhir_set is not None:
+            fhir_info["cpu_s"] = round(
+                served.cpu_seconds(fhir_info.pop("pid")) - fhir_info["cpu_s"], 2
+            )
     if serv:
         print(
             f"\nServed on 127.0.0.1, {args.connections} connections, {args.rounds} x "
             f"{args.duration:g} s per server, service and floor in turn ({loadgen}); medians over "
             "the rounds; service vs bare Flask floor, same gunicorn settings; ms:"
         )
-        print(served_table([r for r in serv if r["settings"] == default.label]))
+        print(
+            served_table(
+                [r for r in serv if r["settings"] == default.label and r["set"] != "seed-fhir"]
+            )
+        )
         if args.matrix:
             print("\nGunicorn matrix, seed set, warm (choose defaults from these):")
             print(served_table([r for r in serv if r["set"] == "seed" and r["mode"] == "warm"]))
         if fhir_set is not None:
             print(
                 f"\nseed-fhir: every call reads the record from the FHIR test server, each answer"
-                f" {args.fhir_latency:g} ms late; the floor reads nothing, so compare gunicorn"
-                " settings here, not the ratio:"
+                f" {args.fhir_latency:g} ms late (the server used {fhir_info['cpu_s']:g} s of CPU"
+                " over these runs); the floor reads nothing, so compare gunicorn settings here,"
+                " not the ratio:"
             )
             print(served_table([r for r in serv if r["set"] == fhir_set.name]))
     if ceiling:
@@ -531,15 +574,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(served_table(ceiling))
     if serv or ceiling:
         for r in [*serv, *ceiling]:
+            where = f"{r['set']} {r['mode']} {r['settings']}"
             for kind in ("service", "floor"):
+                name = r["app"] if kind == "service" else kind
                 probe = r[kind]["probe"]
                 if probe["status"] != 200:
-                    problems.append(f"{r['set']} {r['mode']} {kind}: status {probe['status']}")
-            for kind in ("service", "floor"):
+                    problems.append(f"{where} {name}: status {probe['status']}")
                 if r[kind]["errors"]:
-                    problems.append(
-                        f"{r['set']} {r['mode']} {kind}: {r[kind]['error_kinds']} errors under load"
-                    )
+                    problems.append(f"{where} {name}: {r[kind]['error_kinds']} errors under load")
+        problems += seed_answers_differ([*serv, *ceiling])
         mem = [
             f"{r['set']}/{r['mode']}/{r['settings']}: "
             + ", ".join(f"{w['rss_mib']:.0f}" for w in r["service"]["memory"]["workers"])

@@ -2,11 +2,12 @@
 
 ``create_app()`` builds the real app (``cds_service:create_app()``: its request hooks, JWT
 check, headers, store and logging) and runs the real pipeline (``api.decide``) once on the
-seed request; from then on ``api.decide`` hands back that decision with fresh card and
-consult ids, so every call still goes through the view's HTTP shell: reading and checking the
-request, the audit row, the JSON log line and the response. What this app serves per second
-is the most the service could serve with a pipeline that cost nothing; ``python -m bench
---ceiling`` loads it against the bare Flask floor (bench/README.md, "The shell ceiling").
+seed request; from then on ``api.decide`` hands back that decision with fresh card uuids
+(consult and suggestion ids repeat: no audit column holding them is unique), so every call
+still goes through the view's HTTP shell: reading and checking the request, the audit row,
+the JSON log line and the response. What this app serves per second is the most the service
+could serve with a pipeline that cost nothing; ``python -m bench --ceiling`` loads it against
+the bare Flask floor (bench/README.md, "The shell ceiling").
 
 A measuring tool only: it answers every call with the seed's cards, whatever it is sent.
 """
@@ -29,6 +30,7 @@ from cds_service.state import State, get_state
 from .records import SERVICE_ID, seed_set
 
 PATH = f"/cds-services/{SERVICE_ID}"
+REAL_DECIDE = api.decide  # the pipeline, kept before any create_app() here replaces it
 
 
 def fresh(decision: api.Decision) -> api.Decision:
@@ -52,7 +54,7 @@ def create_app() -> Flask:
         state = get_state()
         service = state.services[SERVICE_ID]
         req = parse_request(decode_request(body), service.hook)
-        decided = api.decide(req, service, state, parse_client_options(req.extension))
+        decided = REAL_DECIDE(req, service, state, parse_client_options(req.extension))
     if not decided.cards:
         raise RuntimeError("the seed request gave no card: the ceiling would not be comparable")
 

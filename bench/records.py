@@ -286,6 +286,13 @@ def seed_set() -> RequestSet:
     )
 
 
+def seed_expected() -> list[str]:
+    """The seed's cards as fixtures/cases.json expects them, ``study:indicator`` each."""
+    cases = orjson.loads((REPO / "fixtures" / "cases.json").read_bytes())["cases"]
+    seed = next(c for c in cases if c["request"] == f"requests/{SEED_FILE.name}")
+    return [f"{card['study']}:{card['indicator']}" for card in seed["expect"]["cards"]]
+
+
 def seed_record_batch() -> dict[str, Any]:
     """The seed's prefetch resources as a batch Bundle of PUTs (their own ids), for a FHIR server:
     the record the service reads when the seed request comes without its prefetch."""

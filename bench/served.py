@@ -30,6 +30,8 @@ from typing import Any
 
 import orjson
 
+from cds_service.cards import EXTENSION_KEY
+
 from .inprocess import TODAY, percentile
 from .records import MARKER, REPO, SERVICE_ID, RequestSet
 
@@ -253,7 +255,8 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def probe(server: Server, body: bytes) -> dict[str, Any]:
-    """One request before the load: the status and how many cards came back."""
+    """One request before the load: the status, how many cards came back and, for each card,
+    ``study:indicator`` (the study from the service's card extension)."""
     conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
     try:
         conn.request("POST", PATH, body, {"Content-Type": "application/json"})
@@ -262,10 +265,19 @@ def probe(server: Server, body: bytes) -> dict[str, Any]:
     finally:
         conn.close()
     try:
-        cards = len(orjson.loads(data).get("cards") or [])
-    except (orjson.JSONDecodeError, AttributeError):
-        cards = None
-    return {"status": response.status, "cards": cards}
+        cards = orjson.loads(data).get("cards") or []
+        decided = [_decided(card) for card in cards]
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return {"status": response.status, "cards": None, "decided": []}
+    return {"status": response.status, "cards": len(cards), "decided": decided}
+
+
+def _decided(card: Any) -> str:
+    ours = (
+        ((card.get("extension") or {}).get(EXTENSION_KEY) or {}) if isinstance(card, dict) else {}
+    )
+    indicator = card.get("indicator") if isinstance(card, dict) else None
+    return f"{ours.get('study')}:{indicator}"
 
 
 # --------------------------------------------------------------------------------------------

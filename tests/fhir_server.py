@@ -89,6 +89,11 @@ class FhirTestServer:
         parts = urlsplit(self.base)
         self.root = f"{parts.scheme}://{parts.netloc}"
 
+    @property
+    def pid(self) -> int:
+        """The server's process id (the bench reads its CPU time)."""
+        return self._process.pid
+
     def _wait_ready(self, lines: queue.Queue[str | None], timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:

@@ -133,8 +133,12 @@ def test_served_rounds_take_turns_on_real_servers(
     service, floor = (s.port for s in started)
     assert loaded == [service, floor] * 3
     assert all(s.proc.poll() is not None for s in started), "both servers were stopped"
-    assert result["service"]["probe"] == {"status": 200, "cards": 1}
-    assert result["floor"]["probe"] == {"status": 200, "cards": 0}
+    assert result["service"]["probe"] == {
+        "status": 200,
+        "cards": 1,
+        "decided": records.seed_expected(),
+    }
+    assert result["floor"]["probe"] == {"status": 200, "cards": 0, "decided": []}
     assert len(result["rounds"]) == 3
     for kind in ("service", "floor"):
         run = result[kind]
@@ -184,6 +188,8 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
     decision. Every call still goes through the view: the seed's card (fresh uuids each time),
     one audit row per call with its verdict, whatever request is sent (the pipeline never
     runs); the real ``decide`` is back after the test."""
+    from sqlalchemy import select
+
     from bench import ceiling_app
     from cds_service import api, create_app
     from cds_service.state import EXTENSION_KEY
@@ -217,7 +223,9 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
     store = app.extensions[EXTENSION_KEY].store
     store.flush()
     assert store.count(Call) == 3  # deciding once at start-up is not a call
-    assert store.count(Verdict) == 3
+    with store.session() as session:
+        stored = set(session.scalars(select(Verdict.card_uuid)))
+    assert stored == {a["cards"][0]["uuid"] for a in answers}, "each call audited with its card"
 
 
 def test_the_ceiling_app_is_served_in_the_service_place(tmp_path: Path) -> None:
@@ -225,7 +233,11 @@ def test_the_ceiling_app_is_served_in_the_service_place(tmp_path: Path) -> None:
     would stand: it answers the seed with its card, under load, without errors."""
     result = _small_pair(tmp_path, app="ceiling")
     assert result["app"] == "ceiling"
-    assert result["service"]["probe"] == {"status": 200, "cards": 1}
+    assert result["service"]["probe"] == {
+        "status": 200,
+        "cards": 1,
+        "decided": records.seed_expected(),
+    }
     assert result["service"]["errors"] == 0 and result["service"]["requests"] > 0
     assert any(p.name.startswith("ceiling-") for p in tmp_path.iterdir()), "its own log file"
 
@@ -246,12 +258,41 @@ def test_seed_fhir_is_answered_from_the_fhir_server(tmp_path: Path) -> None:
         assert request_set is not None and info["latency_ms"] == 0.0
         body = orjson.loads(request_set.bodies[0])
         assert "prefetch" not in body and body["fhirServer"] == info["base"]
-        assert request_set.resources == len(records.seed_record_batch()["entry"]) > 5
+        assert request_set.resources == len(records.seed_record_batch()["entry"]) == 10
         result = _small_pair(tmp_path, request_set=request_set)
-        assert result["service"]["probe"] == {"status": 200, "cards": 1}
+        assert result["service"]["probe"] == {
+            "status": 200,
+            "cards": 1,
+            "decided": records.seed_expected(),
+        }
         assert result["service"]["errors"] == 0
         parts = urlsplit(info["base"])
         seen = requests.get(f"{parts.scheme}://{parts.netloc}/_control/requests", timeout=30)
         urls = [r["url"] for r in seen.json()]
         assert "/fhir/Patient/seed-patient" in urls
         assert any(u.startswith("/fhir/Condition?patient=seed-patient") for u in urls)
+
+
+def test_a_seed_run_that_decides_otherwise_is_a_problem() -> None:
+    """The seed, seed-fhir and the ceiling are compared as the same decision: a probe whose
+    cards are not the seed's expected ones (fixtures/cases.json) is reported, naming the run."""
+    from bench.__main__ import seed_answers_differ
+
+    def run(name: str, decided: list[str], app: str = "service") -> dict[str, Any]:
+        probe = {"status": 200, "cards": len(decided), "decided": decided}
+        return {
+            "set": name,
+            "mode": "warm",
+            "settings": "4x1 sync",
+            "app": app,
+            "service": {"probe": probe},
+        }
+
+    expected = records.seed_expected()
+    assert expected == ["pet-ct:warning"]
+    good = [run("seed", expected), run("seed-fhir", expected), run("seed", expected, "ceiling")]
+    assert seed_answers_differ(good) == []
+    other = run("synthea:x", [])  # other sets decide what their records say
+    assert seed_answers_differ([*good, other]) == []
+    (problem,) = seed_answers_differ([*good, run("seed-fhir", [])])
+    assert problem.startswith("seed-fhir warm 4x1 sync service:")

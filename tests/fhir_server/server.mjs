@@ -48,7 +48,14 @@ let requiredToken = null;
 let requestLog = [];
 // Milliseconds every FHIR answer waits before it is sent (a remote EHR's FHIR server, for the
 // bench): a timer, so the wait costs this process no CPU and other requests go on meanwhile.
+// setTimeout fires at once for anything above 2^31 - 1 ms, so that is the largest latency.
+const MAX_LATENCY_MS = 2147483647;
+const validLatency = (ms) => Number.isFinite(ms) && ms >= 0 && ms <= MAX_LATENCY_MS;
 let latencyMs = Number(opts['latency-ms']);
+if (!validLatency(latencyMs)) {
+  process.stderr.write(`fhir test server: --latency-ms must be 0 to ${MAX_LATENCY_MS}\n`);
+  process.exit(2);
+}
 
 // Medplum 4.5.2 matches only `patient=Patient/<id>`, so bare ids get the type prefix; on the types
 // above the parameter is also renamed to `subject` (same meaning there, much faster).
@@ -200,7 +207,9 @@ function handleControl(method, path, body) {
   if (method === 'GET' && path === '/_control/requests') return [200, requestLog];
   if (method === 'POST' && path === '/_control/latency') {
     const ms = body?.ms;
-    if (!Number.isFinite(ms) || ms < 0) return [400, { error: 'ms must be a number >= 0' }];
+    if (typeof ms !== 'number' || !validLatency(ms)) {
+      return [400, { error: `ms must be a number from 0 to ${MAX_LATENCY_MS}` }];
+    }
     latencyMs = ms;
     return [200, { ms: latencyMs }];
   }
