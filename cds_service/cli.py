@@ -194,9 +194,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def default_workers() -> int:
-    """Gunicorn workers when CDS_WORKERS is not set. From bench/ on 2 cores: the service is
-    CPU-bound (GIL), so processes beat threads; twice the cores keeps the CPUs busy while one
-    worker waits on a FHIR server. bench/ tests the same number."""
+    """Gunicorn workers when CDS_WORKERS is not set: sync workers, twice the cores (at most 8).
+    Measured with ``python -m bench --matrix --fhir`` on 2 cores (README, Performance): threads
+    raise the p99 (the pipeline is CPU-bound), so processes; 4 workers serve twice the calls of 2
+    when calls wait on a FHIR server and 8 serve 1.8 x those of 4, but 8 did slightly worse than
+    4 on Synthea-size records with prefetch, at twice the memory. bench/ tests this number."""
     return min(2 * (os.cpu_count() or 1), 8)
 
 
