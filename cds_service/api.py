@@ -17,11 +17,18 @@ from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advi
 from .errors import InvalidRequest, UnknownService
 from .facts import OrderFact
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
-from .gather import gather
+from .gather import gather, is_partial
 from .hooks import CdsRequest, decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
 from .policy import ClientOptions, apply_policy, limit_cards, parse_client_options
-from .rules import Finding, cited, evaluate, judge_without_record, needs_record
+from .rules import (
+    Finding,
+    cited,
+    evaluate,
+    judge_without_record,
+    needs_record,
+    without_warnings_on_partial,
+)
 from .services import Service
 from .state import State, get_state
 from .store import VerdictRow, now
@@ -85,7 +92,10 @@ def decide(
         )
         sources: Sources = {}
         facts = build_facts(resources, knowledge.codes, sources, knowledge.text.distant_stage)
-        findings = evaluate(facts, orders, knowledge, today, state.windows, drafts)
+        findings = without_warnings_on_partial(
+            evaluate(facts, orders, knowledge, today, state.windows, drafts),
+            any(is_partial(origin.get(key, "")) for key in service.required),
+        )
         validate_cited(cited(findings), sources)
     else:
         findings = judge_without_record(orders, knowledge)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import certifi
 import orjson
@@ -62,9 +62,18 @@ class FhirClient:
     def _remaining(self) -> float:
         return self.deadline - time.monotonic()
 
+    def inside_base(self, url: str) -> bool:
+        """Same scheme, host and port as the base, and a path that is the base's or under it.
+        HAPI's paging links address the base itself (``{base}?_getpages=...``)."""
+        here, there = _origin(urlsplit(self.base)), urlsplit(url)
+        base_path = urlsplit(self.base).path  # ends with "/"
+        return _origin(there) == here and (
+            there.path == base_path.rstrip("/") or there.path.startswith(base_path)
+        )
+
     def get(self, url: str, what: str) -> Any:
         absolute = urljoin(self.base, url)
-        if not absolute.startswith(self.base):
+        if not self.inside_base(absolute):
             # A next link that leaves the FHIR base would take the token elsewhere.
             raise FhirUnavailable(
                 f"{what}: the FHIR server linked outside its base", [f"prefetch.{what}"]
@@ -110,8 +119,9 @@ class FhirClient:
                 f"{what}: FHIR server sent no JSON", [f"prefetch.{what}"]
             ) from exc
 
-    def fetch(self, url: str, what: str) -> list[Any]:
-        """A read or a search; searches follow ``next`` links up to ``max_pages``."""
+    def fetch(self, url: str, what: str) -> tuple[list[Any], bool]:
+        """A read or a search, and whether it is complete: searches follow ``next`` links up
+        to ``max_pages``; one more page left unread makes the result partial (False)."""
         pages = [self.get(url, what)]
         page = pages[0]
         while isinstance(page, dict) and page.get("resourceType") == "Bundle":
@@ -123,11 +133,25 @@ class FhirClient:
                 ),
                 None,
             )
-            if not isinstance(link, str) or len(pages) >= self.max_pages:
+            if not isinstance(link, str):
                 break
+            if len(pages) >= self.max_pages:
+                return pages, False
             page = self.get(link, what)
             pages.append(page)
-        return pages
+        return pages, True
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number: matches nothing
+        return ("", "", None)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _retry_after(header: str | None) -> float:

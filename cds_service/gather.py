@@ -4,6 +4,9 @@ Spec rules (CDS Hooks 2.0 §Prefetch): an absent key was not provided (fetch it)
 "no data"; an OperationOutcome (or a Bundle of them) means the client hit an error (fetch it);
 a paginated prefetch Bundle has its further pages fetched. The queries run concurrently inside
 one time budget; when a required key can be neither prefetched nor fetched the call ends in 412.
+A key whose further pages cannot be read (no fhirServer, or more pages than the client follows)
+is kept and marked partial in its origin (``PARTIAL``): the caller must not conclude from what
+is absent there.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from .hooks import CdsRequest
 from .services import Service, resolve_template
 
 Resources = list[Record | Mapping[str, Any]]
+PARTIAL = "-partial"  # origin suffix: more pages exist than were read
+
+
+def is_partial(origin: str) -> bool:
+    return origin.endswith(PARTIAL)
 
 
 def server_allowed(fhir_server: str, allowlist: Sequence[str]) -> bool:
@@ -56,7 +64,7 @@ def gather(
             refused = "the fhirServer is not on this service's allow-list"
     resources: dict[str, Resources] = {}
     origin: dict[str, str] = {}
-    pending: dict[str, tuple[Future[list[Any]], Resources]] = {}
+    pending: dict[str, tuple[Future[tuple[list[Any], bool]], Resources]] = {}
     missing: list[str] = []
     for key, template in service.prefetch.items():
         value = req.prefetch.get(key)
@@ -76,7 +84,8 @@ def gather(
                 if link and client is not None:
                     pending[key] = (executor.submit(client.fetch, link, key), items)
                 else:
-                    resources[key], origin[key] = items, "prefetch"
+                    resources[key] = items
+                    origin[key] = "prefetch" + (PARTIAL if link else "")
                 continue
         url = resolve_template(template, tokens)
         if client is None or url is None:
@@ -104,12 +113,12 @@ def gather(
             failed.append(f"{key} (timed out)")
             continue
         try:
-            pages = future.result()
+            pages, complete = future.result()
         except FhirUnavailable as exc:
             failed.append(exc.diagnostics)
             continue
         resources[key] = items + [r for page in pages for r in bundle_resources(page)]
-        origin[key] = "prefetch+fhir" if items else "fhir"
+        origin[key] = ("prefetch+fhir" if items else "fhir") + ("" if complete else PARTIAL)
     failed_required = [f for f in failed if f.split(" ", 1)[0].rstrip(":") in service.required]
     if failed_required:
         keys = [f.split(" ", 1)[0].rstrip(":") for f in failed_required]

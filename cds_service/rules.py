@@ -213,6 +213,9 @@ class Finding:
     targeted: tuple[str, ...] = ()  # for info-targeted: the studies that fit the symptoms
     surveillance_reason: bool = False
     offer_mammogram: bool = False  # no mammogram in the last year: suggest one instead
+    # The rules' verdict when the site's or the client's policy (policy.apply_policy) changed
+    # it: a snoozed or switched-off warning is still a Usually Not Appropriate order.
+    before_policy: Verdict | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -738,3 +741,16 @@ def cited(findings: Iterable[Finding]) -> list[tuple[str, str]]:
         out += [(e.kind, e.id) for e in (*f.evidence, *f.long_standing)]
         out += [(s.evidence.kind, s.evidence.id) for s in f.symptoms if s.evidence]
     return out
+
+
+def without_warnings_on_partial(findings: Sequence[Finding], partial: bool) -> list[Finding]:
+    """A record known to be incomplete (a search with more pages than were read) cannot show
+    that the patient has no symptom, abnormal lab, metastasis or recurrence, which is what a
+    Variant 10 warning asserts: no warning from it (silent, "partial-record"). The other
+    verdicts stand: what was read already explains them."""
+    if not partial:
+        return list(findings)
+    return [
+        replace(f, verdict="silent", reason="partial-record") if f.verdict == "warn" else f
+        for f in findings
+    ]

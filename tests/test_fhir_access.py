@@ -4,6 +4,7 @@ right, the rest fetched from fhirServer, the same verdict either way, 412 only w
 from __future__ import annotations
 
 import copy
+import json
 import socket
 import threading
 import time
@@ -191,11 +192,116 @@ def test_client_follows_next_links_exactly_once(server: FhirTestServer) -> None:
     body = seed()
     patient = body["context"]["patientId"]
     client = FhirClient(fhir_pool(), server.base, None, time.monotonic() + 10)
-    pages = client.fetch(f"Condition?patient={patient}&_count=1", "conditions")
+    pages, complete = client.fetch(f"Condition?patient={patient}&_count=1", "conditions")
     ids = [e["resource"]["id"] for page in pages for e in page.get("entry", [])]
-    assert len(pages) > 1 and len(ids) == len(set(ids))
-    everything = client.fetch(f"Condition?patient={patient}", "conditions")[0]
+    assert complete and len(pages) > 1 and len(ids) == len(set(ids))
+    (everything,), complete = client.fetch(f"Condition?patient={patient}", "conditions")
+    assert complete
     assert sorted(ids) == sorted(e["resource"]["id"] for e in everything["entry"])
+
+
+def test_pages_beyond_the_limit_make_the_result_partial(server: FhirTestServer) -> None:
+    """The client reads at most ``max_pages``; with one more page left it says so, and the call
+    gives no warning from a record it could not read to the end."""
+    patient = seed()["context"]["patientId"]
+    client = FhirClient(fhir_pool(), server.base, None, time.monotonic() + 10, max_pages=1)
+    pages, complete = client.fetch(f"Condition?patient={patient}&_count=1", "conditions")
+    assert len(pages) == 1 and not complete  # the seed has two Conditions: page 2 unread
+    pages, complete = client.fetch(f"Patient/{patient}", "patient")
+    assert len(pages) == 1 and complete
+
+
+def _first_page_only(body: dict[str, Any], key: str, keep: int, next_url: str) -> None:
+    bundle = body["prefetch"][key]
+    bundle["entry"] = bundle["entry"][:keep]
+    bundle["link"] = [{"relation": "next", "url": next_url}]
+
+
+def test_a_first_page_without_fhir_server_gives_no_warning(client: FlaskClient) -> None:
+    """A prefetch Bundle with a next link and no fhirServer to read it from is part of the
+    record. The rib pain of new-bone-pain-pet-ct may be on the unread page: no warning (an
+    independent review found a false warning here). What the first page shows still counts:
+    the seed with its whole record on page 1 still gets no warning (the rest is unknown), and a
+    symptom on page 1 still gives its info card."""
+    body = load_json(FIXTURES / "requests" / "new-bone-pain-pet-ct.json")
+    assert [c["indicator"] for c in outcome_of(client, body)[1]["cards"]] == ["info"]
+    pain = next(
+        i
+        for i, e in enumerate(body["prefetch"]["conditions"]["entry"])
+        if "pain" in str(e["resource"].get("code", {})).lower()
+    )
+    partial = copy.deepcopy(body)
+    _first_page_only(partial, "conditions", pain, "https://ehr.example.org/fhir/Condition?page=2")
+    response, result = outcome_of(client, partial)
+    assert response.status_code == 200
+    assert not [c for c in result["cards"] if c["indicator"] == "warning"]
+    assert ratings(result) == {
+        "ServiceRequest/"
+        + partial["context"]["draftOrders"]["entry"][0]["resource"]["id"]: "no-criteria-apply"
+    }
+
+    whole = seed()
+    n = len(whole["prefetch"]["conditions"]["entry"])
+    _first_page_only(whole, "conditions", n, "https://ehr.example.org/fhir/Condition?page=2")
+    assert outcome_of(client, whole)[1]["cards"] == []
+
+    on_page_one = copy.deepcopy(body)
+    _first_page_only(on_page_one, "conditions", pain + 1, "https://ehr.example.org/fhir/x?p=2")
+    assert [c["indicator"] for c in outcome_of(client, on_page_one)[1]["cards"]] == ["info"]
+
+
+class _HapiPaging(BaseHTTPRequestHandler):
+    """Two pages of Conditions the way HAPI links them: page 2 is ``{base}?_getpages=...``,
+    the base itself with a query, not a path under it."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        base = f"http://127.0.0.1:{self.server.server_address[1]}/fhir"
+        entry = [{"resource": {"resourceType": "Condition", "id": self.path[-1]}}]
+        if self.path.startswith("/fhir/Condition"):
+            link = [{"relation": "next", "url": f"{base}?_getpages=abc&_getpagesoffset=1"}]
+            body = {"resourceType": "Bundle", "type": "searchset", "entry": entry, "link": link}
+        elif self.path == "/fhir?_getpages=abc&_getpagesoffset=1":
+            body = {"resourceType": "Bundle", "type": "searchset", "entry": entry}
+        else:
+            self.send_error(404)
+            return
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_hapi_paging_links_to_the_base_itself_are_followed() -> None:
+    """HAPI's next links are ``{base}?_getpages=...``: inside the base, so followed (an
+    independent review found them refused, a 412 against the README's own HAPI setup). Other
+    hosts, ports, schemes and look-alike paths stay refused: the token goes nowhere else."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _HapiPaging)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        base = f"http://127.0.0.1:{port}/fhir"
+        client = FhirClient(fhir_pool(), base, TOKEN, time.monotonic() + 10)
+        pages, complete = client.fetch("Condition?patient=p1", "conditions")
+        assert complete and len(pages) == 2
+        for outside in (
+            f"http://127.0.0.1:{port}/fhirx?_getpages=abc",
+            f"http://127.0.0.1:{port}/other/Condition",
+            f"http://127.0.0.1:{port + 1}/fhir?_getpages=abc",
+            f"https://127.0.0.1:{port}/fhir?_getpages=abc",
+            f"http://localhost:{port}/fhir?_getpages=abc",
+        ):
+            with pytest.raises(FhirUnavailable, match="outside its base"):
+                client.get(outside, "conditions")
+        assert client.inside_base(f"HTTP://127.0.0.1:{port}/fhir/Condition")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_next_link_outside_the_base_is_refused(server: FhirTestServer) -> None:
