@@ -359,15 +359,18 @@ def rating_action(
     """The verdict written onto the order (Argonaut CDS Hooks for PAMA): an ``update`` of the
     draft ServiceRequest as received, with the rating extensions added and nothing else changed.
 
-    ``not-appropriate`` only for a Variant 10 warning; every other recognised imaging order gets
-    ``no-criteria-apply`` (the guide forbids rating on insufficient evidence, and this service
-    carries no ratings for symptomatic work-ups). The PAMA ``qcdsm-consulted`` G-code is left
+    ``not-appropriate`` only for a Variant 10 warning, also when a snooze, the site or the
+    client kept its card from being shown (the order is no more appropriate for that); every
+    other recognised imaging order gets ``no-criteria-apply`` (the guide forbids rating on
+    insufficient evidence, a partial record included, and this service carries no ratings for
+    symptomatic work-ups). The PAMA ``qcdsm-consulted`` G-code is left
     out: this service is not a CMS-qualified CDS mechanism and the PAMA programme is rescinded.
     """
     draft = where.drafts.get(finding.order.reference)
     if draft is None or finding.study in (None, "tumor-marker"):
         return None
-    rating = "not-appropriate" if finding.verdict == "warn" else "no-criteria-apply"
+    judged = finding.before_policy or finding.verdict
+    rating = "not-appropriate" if judged == "warn" else "no-criteria-apply"
     resource = dict(draft)  # shallow: only "extension" is replaced, nothing nested is changed
     ours = {
         PAMA + name for name in ("pama-rating", "pama-rating-consult-id", "pama-rating-auc-applied")

@@ -102,6 +102,7 @@ def apply_policy(
     snoozed = frozenset(snoozed)
     out = []
     for f in findings:
+        was = f.verdict
         if f.verdict == "warn":
             if f.study in snoozed:
                 f = replace(f, verdict="snoozed", reason="snoozed")
@@ -111,7 +112,7 @@ def apply_policy(
                 f = replace(f, verdict="silent", reason="client-disabled")
         elif f.verdict.startswith("info") and not client.info_cards:
             f = replace(f, verdict="silent", reason="client-disabled")
-        out.append(f)
+        out.append(f if f.verdict == was else replace(f, before_policy=was))
     return out
 
 

@@ -30,6 +30,7 @@ from cds_service.config import SettingsError
 from cds_service.report import build_report
 from cds_service.store import Call, Feedback, Store, Verdict, VerdictRow, upgrade
 
+from .conformance import ratings
 from .conftest import FIXTURES, TODAY, load_json
 
 SELECT = "/cds-services/breast-surveillance-order-select"
@@ -274,6 +275,9 @@ def test_snooze_suppresses_repeat_warnings_for_that_study(make_app: MakeApp) -> 
     assert response.status_code == 200
     again = client.post(SELECT, json=seed()).get_json()
     assert again["cards"] == []
+    # The snooze hides the card; the order is still Usually Not Appropriate (the PAMA rating
+    # written back is the rules' verdict, not "no-criteria-apply": found in review).
+    assert set(ratings(again).values()) == {"not-appropriate"}
     with store_of(app).session() as s:
         assert "snoozed" in s.execute(select(Verdict.verdict)).scalars().all()
     other = load_json(FIXTURES / "requests" / "ct-chest-loinc-24628-0.json")
@@ -333,7 +337,9 @@ def test_client_options_are_honoured(make_app: MakeApp) -> None:
         body["extension"] = {"breast-surveillance-cds.configuration": options}
         return client.post(url, json=body).get_json()
 
-    assert post({"warnings": False})["cards"] == []
+    switched_off = post({"warnings": False})
+    assert switched_off["cards"] == []
+    assert set(ratings(switched_off).values()) == {"not-appropriate"}
     plain = post({"suggestions": False, "system-actions": False})
     assert "suggestions" not in plain["cards"][0] and "systemActions" not in plain
     two = load_json(FIXTURES / "requests" / "ct-chest-and-ct-abdomen-pelvis-two-orders.json")
