@@ -141,9 +141,10 @@ class Verifier:
             raise
 
     def _verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
-        if not authorization or not authorization.startswith("Bearer "):
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:  # the scheme is case-insensitive (RFC 7235)
             raise Unauthorized("no bearer token")
-        token = authorization[len("Bearer ") :].strip()
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -162,7 +163,10 @@ class Verifier:
         if not isinstance(kid, str) or not kid:
             raise Unauthorized("no kid")
         jku = header.get("jku")
-        if jku is not None and jku != issuer.jku:
+        pinned = kid in self._static.get(issuer.iss, {})
+        if jku is not None and jku != issuer.jku and not pinned:
+            # A pinned key for the kid wins over any jku (the sandbox and Epic always send
+            # one): nothing is fetched from an unlisted jku either way.
             raise Unauthorized("jku not on the issuer's allow-list (not fetched)")
         key = self._key(issuer, kid)
         if KEY_TYPES[alg[:2]] != key.key_type:
@@ -191,12 +195,16 @@ class Verifier:
         iat = claims["iat"]
         if not isinstance(iat, int | float) or iat > now + self.skew:
             raise Unauthorized("iat in the future")
+        if float(claims["exp"]) > now + MAX_TOKEN_LIFETIME + self.skew:
+            # Its jti is remembered for the longest lifetime only: a token valid for longer
+            # could be replayed once that memory is gone.
+            raise Unauthorized("exp more than an hour away")
         if issuer.tenants is not None and claims.get("tenant") not in issuer.tenants:
             raise Unauthorized("tenant not allowed")
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise Unauthorized("jti missing")
-        expires = min(float(claims["exp"]), now + MAX_TOKEN_LIFETIME) + self.skew
+        expires = float(claims["exp"]) + self.skew  # at most now + 1 h + 2 x skew
         if not self.remember_jti(issuer.iss, jti, datetime.fromtimestamp(expires, UTC)):
             raise Unauthorized("jti replayed")
         return claims

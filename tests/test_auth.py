@@ -159,6 +159,15 @@ MATRIX: list[tuple[str, Callable[[], str | None], int]] = [
     ("missing-exp", lambda: token(drop=("exp",)), 401),
     ("rs-alg-on-ec-key", lambda: token(key=RSA_KEY, alg="RS384", kid="ec-1"), 401),
     ("aud-as-array", lambda: token(aud=[BASE + SELECT, "https://other"]), 200),
+    # A token valid for longer than the jti is remembered (1 h) could be replayed later.
+    ("exp-beyond-an-hour", lambda: token(exp=int(time.time()) + 7 * 86400), 401),
+    ("exp-within-an-hour", lambda: token(exp=int(time.time()) + 3500), 200),
+    # The sandbox and Epic send a jku; a key pinned for the kid is used, nothing is fetched.
+    (
+        "pinned-kid-with-unlisted-jku",
+        lambda: token(headers={"jku": "https://sandbox.cds-hooks.org/.well-known/jwks.json"}),
+        200,
+    ),
 ]
 
 
@@ -171,6 +180,20 @@ def test_jwt_matrix(
     if status == 401:
         assert response.headers["WWW-Authenticate"] == "Bearer"
         assert response.get_json()["issue"][0]["diagnostics"] == "Unauthorized"  # no reason given
+
+
+def test_the_bearer_scheme_is_case_insensitive(secure_app: Flask) -> None:
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        headers = {"Authorization": f"{scheme} {token()}"}
+        response = secure_app.test_client().post(
+            SELECT, json=seed(), headers=headers, base_url=BASE
+        )
+        assert response.status_code == 200, scheme
+    for value in ("Basic abc", "Bearer", "Bearer   ", "Bearertoken"):
+        response = secure_app.test_client().post(
+            SELECT, json=seed(), headers={"Authorization": value}, base_url=BASE
+        )
+        assert response.status_code == 401, value
 
 
 def test_replayed_jti_is_refused(secure_app: Flask) -> None:
