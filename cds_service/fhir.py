@@ -756,11 +756,31 @@ def _profile_concept(profile: Any) -> str | None:
 Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
 
 
+# Whose words are read for metastatic disease: the breast cancer entries themselves, whose
+# titles often say what their code does not ("Metastatic breast cancer (HCC)" on a C50 code).
+# Not other entries: a regional-node code's own title ("Secondary ... neoplasm of lymph nodes
+# of axilla") says regional, and its code already says so.
+_BREAST_CANCER_ENTRIES = frozenset({"invasive-breast-cancer", "personal-history-breast-cancer"})
+
+
+def _says_distant(
+    text: str,
+    distant_stage: Callable[[str], bool],
+    metastatic: Callable[[str], bool] | None,
+) -> bool:
+    return distant_stage(text) or (metastatic is not None and metastatic(text))
+
+
+def _list_of_dicts(concept: Any) -> list[dict[str, Any]]:
+    return [c for c in _list(_dict(concept).get("coding")) if isinstance(c, dict)]
+
+
 def build_facts(
     resources: Mapping[str, Sequence[Record | Mapping[str, Any]]],
     code_map: CodeMap,
     sources: Sources | None = None,
     distant_stage: Callable[[str], bool] | None = None,
+    metastatic: Callable[[str], bool] | None = None,
 ) -> PatientFacts:
     """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
 
@@ -769,7 +789,9 @@ def build_facts(
     validated here: full validation costs ~0.4 ms a resource, and records run to thousands.
     ``sources`` collects where each fact came from, so that ``validate_cited`` can validate the
     few records a card cites. ``distant_stage`` reads a stage written only as text ("Stage
-    IV", "cM1"); a stage so read counts as the stage IV value.
+    IV", "cM1"); a stage so read counts as the stage IV value. ``metastatic`` reads the words
+    of a Condition the rules know (its code text and displays) and of stage texts: a breast
+    cancer entry titled "Metastatic breast cancer" counts as metastatic disease.
     """
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
@@ -803,8 +825,10 @@ def build_facts(
                 distant_stage is not None
                 and not values
                 and concepts & {"stage-group-observation", "m-category-observation"}
-                and distant_stage(
-                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString")) or ""
+                and _says_distant(
+                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString")) or "",
+                    distant_stage,
+                    metastatic,
                 )
             ):
                 distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
@@ -826,8 +850,13 @@ def build_facts(
             fact = _condition(raw, concepts, code_map, birth)
             if distant_stage is not None and not fact.stage_concepts:
                 texts = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
-                if any(distant_stage(t) for t in texts if t):
+                if any(_says_distant(t, distant_stage, metastatic) for t in texts if t):
                     fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
+            if metastatic is not None and fact.concepts & _BREAST_CANCER_ENTRIES:
+                words = [_str(_dict(raw.get("code")).get("text"))]
+                words += [_str(c.get("display")) for c in _list_of_dicts(raw.get("code"))]
+                if any(metastatic(w) for w in words if w):
+                    fact = replace(fact, concepts=fact.concepts | {"metastatic-disease"})
             conditions.append(fact)
         elif rtype == "Observation":
             observations.append(_observation(raw, concepts, values))

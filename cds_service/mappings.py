@@ -187,10 +187,16 @@ class OverrideCodeSystem(_Strict):
         return round(int(match.group(1)) * 365 / 12) if match else None
 
 
+class ExcludingPatterns(ReasonPatterns):
+    description: str | None = None
+    exclude: tuple[str, ...] = ()
+
+
 class StagingPatternsFile(_Strict):
     description: str
     stage_iv: ReasonPatterns
     m1: ReasonPatterns
+    metastatic: ExcludingPatterns
 
 
 class TextPatternsFile(_Strict):
@@ -338,6 +344,8 @@ class TextMatcher:
     filler: tuple[re.Pattern[str], ...] = ()
     stage_iv: tuple[re.Pattern[str], ...] = ()
     m1: tuple[re.Pattern[str], ...] = ()
+    metastatic: tuple[re.Pattern[str], ...] = ()
+    not_metastatic: tuple[re.Pattern[str], ...] = ()
     # Answers by (question, text): order texts repeat across calls (order-select re-fires as
     # the clinician edits), and reading one runs ~100 regular expressions. Bounded: texts come
     # from clients.
@@ -361,6 +369,20 @@ class TextMatcher:
     def _distant_stage(self, text: str) -> bool:
         norm = _plain(text)  # the staging patterns are matched without the order-text synonyms
         return any(p.search(norm) for p in (*self.stage_iv, *self.m1))
+
+    def names_metastatic(self, text: str | None) -> bool:
+        """A diagnosis or stage text that says the disease has spread ("Metastatic breast
+        cancer", "... metastatic to bone", "Secondary malignant neoplasm of liver", "Stage
+        IV"), not one that says it has not ("non-metastatic", "no evidence of metastasis")."""
+        if not text or not text.strip():
+            return False
+        return bool(self._recall(("metastatic", "", text), lambda: self._metastatic(text)))
+
+    def _metastatic(self, text: str) -> bool:
+        norm = _plain(text)
+        return any(p.search(norm) for p in self.metastatic) and not any(
+            p.search(norm) for p in self.not_metastatic
+        )
 
     def reason(self, text: str | None) -> str | None:
         """Read a free-text order reason: "surveillance", "diagnostic" or None (no text).
@@ -499,7 +521,19 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
         tuple(_compile(path, "reasons.filler", p) for p in doc.reasons.filler),
         tuple(_compile(path, "staging.stage_iv", p) for p in doc.staging.stage_iv.include),
         tuple(_compile(path, "staging.m1", p) for p in doc.staging.m1.include),
+        tuple(
+            _compile(path, "staging.metastatic.include", p) for p in doc.staging.metastatic.include
+        ),
+        tuple(
+            _compile(path, "staging.metastatic.exclude", p) for p in doc.staging.metastatic.exclude
+        ),
     )
+    for example in doc.staging.metastatic.must_match:
+        if not matcher.names_metastatic(example):
+            raise MappingError(str(path), "staging.metastatic.must_match", f"{example!r}")
+    for example in doc.staging.metastatic.must_not_match:
+        if matcher.names_metastatic(example):
+            raise MappingError(str(path), "staging.metastatic.must_not_match", f"{example!r}")
     for kind in ("stage_iv", "m1"):
         staging: ReasonPatterns = getattr(doc.staging, kind)
         for example in staging.must_match:

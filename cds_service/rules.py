@@ -419,6 +419,8 @@ def _symptom_status(
         return "past"
     if when is None:
         return "current"  # an ongoing symptom of unknown date: assume it matters
+    if condition.clinical_status in {"recurrence", "relapse"}:
+        return "current"  # it came back: new again, whatever its first onset
     if _within(when, today, windows.symptom_new) or _within(
         condition.recorded, today, windows.symptom_new
     ):
@@ -583,7 +585,7 @@ def _order_reason(
         elif concepts & SURVEILLANCE_REASONS:
             # A surveillance code whose text names a finding ("Z85.3 - new rib pain"): the
             # text says more than the code, and wins.
-            if knowledge.text.mentions_finding(text):
+            if knowledge.text.mentions_finding(text) or knowledge.text.distant_stage(text):
                 found.append(Exclusion("order-reason:not-surveillance"))
             else:
                 surveillance = True
@@ -636,6 +638,9 @@ def judge_order(
     reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
         return Finding(order, study, "silent", reasons[0].code)
+    if knowledge.text.mentions_finding(order.text) or knowledge.text.distant_stage(order.text):
+        # "PET/CT RESTAGING", "CT CHEST R/O METASTASES": the order says it is a work-up.
+        return Finding(order, study, "silent", "order-text:work-up")
     if order.priority in URGENT:
         return Finding(order, study, "silent", f"order-priority:{order.priority}")
     hard = [e for e in patient.exclusions if e not in patient.symptoms]
@@ -706,11 +711,36 @@ def evaluate(
     """
     patient = assess_patient(facts, today, windows)
     findings = [judge_order(order, patient, facts, knowledge) for order in orders]
+    findings = [
+        replace(f, verdict="silent", reason=why)
+        if f.verdict == "warn" and (why := _sibling_reason(f.order, drafts, knowledge))
+        else f
+        for f in findings
+    ]
     if any(f.verdict == "warn" for f in findings) and mammogram_due(
         facts, drafts or orders, knowledge, today
     ):
         findings = [replace(f, offer_mammogram=f.verdict == "warn") for f in findings]
     return findings
+
+
+def _sibling_reason(
+    order: OrderFact, drafts: Sequence[OrderFact], knowledge: Knowledge
+) -> str | None:
+    """Another draft order of the same call given a symptom or finding as its reason (a chest
+    X-ray "for chronic cough" beside the CT chest): the work-up is under way, so the CT is not
+    routine surveillance either. Only reasons that name a symptom or finding count; a reason
+    that is merely unreadable on another order does not silence this one."""
+    for other in drafts:
+        if other.reference == order.reference:
+            continue
+        for reason in other.reasons:
+            diagnostic = reason.concepts & DIAGNOSTIC_REASONS
+            if diagnostic:
+                return f"sibling-order-reason:{sorted(diagnostic)[0]}"
+            if knowledge.text.mentions_finding(reason.text):
+                return "sibling-order-reason:finding"
+    return None
 
 
 def needs_record(order: OrderFact, knowledge: Knowledge) -> bool:

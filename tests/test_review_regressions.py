@@ -1,4 +1,4 @@
-"""False warnings found in the clinical review, each now a test (seed request + one change)."""
+"""False warnings found in the clinical reviews, each now a test (seed request + one change)."""
 
 from __future__ import annotations
 
@@ -180,7 +180,100 @@ SILENCED: dict[str, Change] = {
     "stage-summary-text-only": lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"].update(
         stage=[{"summary": {"text": "AJCC stage IVB"}}]
     ),
+    # A second clinical review (end of the performance work), each a reproduced false warning:
+    "c50-titled-metastatic": lambda b: b["prefetch"]["conditions"]["entry"][0]["resource"][
+        "code"
+    ].update(text="Metastatic breast cancer (HCC)"),
+    "added-c50-titled-metastatic-to-bone": add(
+        "conditions",
+        {
+            **condition("C50.912", recordedDate="2026-09-01"),
+            "code": {
+                "coding": [{"system": ICD, "code": "C50.912"}],
+                "text": "Malignant neoplasm of left breast, metastatic to bone",
+            },
+        },
+    ),
+    "stage-summary-text-metastatic": lambda b: b["prefetch"]["conditions"]["entry"][0][
+        "resource"
+    ].update(stage=[{"summary": {"text": "Metastatic"}}]),
+    "stage-value-text-metastatic": add(
+        "observations",
+        lab(
+            "21908-9",
+            valueCodeableConcept={"text": "Metastatic disease"},
+            effectiveDateTime="2026-01-10",
+        ),
+    ),
+    "reason-coded-c50-text-stage-iv": set_reason(
+        "Stage IV breast cancer", [{"system": ICD, "code": "C50.412"}]
+    ),
+    "reason-coded-c50-text-response": set_reason(
+        "assess response to treatment", [{"system": ICD, "code": "C50.412"}]
+    ),
+    "order-text-restaging": lambda b: order(b)["code"].update(
+        text="PET/CT SKULL BASE TO MID-THIGH RESTAGING"
+    ),
+    "order-text-rule-out-metastases": lambda b: order(b)["code"].update(
+        text="PET/CT SKULL BASE TO MID-THIGH R/O METASTASES"
+    ),
+    "order-text-initial-staging": lambda b: order(b)["code"].update(text="PET/CT INITIAL STAGING"),
+    "active-capecitabine": add(
+        "medications",
+        {
+            "resourceType": "MedicationRequest",
+            "id": "cape",
+            "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {
+                "coding": [
+                    {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "200327"}
+                ]
+            },
+            "authoredOn": "2026-10-01",
+        },
+    ),
+    "old-symptom-now-recurrence": add(
+        "conditions",
+        condition("297217002", SCT, status="recurrence", onsetDateTime="2023-06-01"),
+    ),
+    "old-symptom-now-relapse": add(
+        "conditions",
+        condition("297217002", SCT, status="relapse", onsetDateTime="2023-06-01"),
+    ),
+    "sibling-order-for-chronic-cough": lambda b: b["context"]["draftOrders"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "ServiceRequest",
+                "id": "cxr-1",
+                "status": "draft",
+                "intent": "order",
+                "code": {"coding": [{"system": CPT, "code": "71046"}], "text": "XR CHEST 2 VIEWS"},
+                "subject": {"reference": f"Patient/{b['context']['patientId']}"},
+                "reasonCode": [
+                    {"coding": [{"system": ICD, "code": "R05.3"}], "text": "Chronic cough"}
+                ],
+            }
+        }
+    ),
 }
+
+
+def test_regional_node_titles_still_warn(client: FlaskClient) -> None:
+    """Reading titles for metastatic disease stays on the breast cancer entries: a C77.3 entry
+    at diagnosis ("Secondary ... neoplasm of lymph nodes of axilla") is regional and still
+    warns; a C50 entry titled "Non-metastatic" does too."""
+    body = load_json(FIXTURES / "requests" / "axillary-nodes-c77-3-regional.json")
+    assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
+        "warning"
+    ]
+    body = seed()
+    body["prefetch"]["conditions"]["entry"][0]["resource"]["code"]["text"] = (
+        "Non-metastatic invasive ductal carcinoma of left breast"
+    )
+    assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
+        "warning"
+    ]
 
 
 @pytest.mark.parametrize("name", list(SILENCED))
