@@ -572,6 +572,12 @@ def parse_orders(
         problems = _validate(resource, where)
         read = [p for p in problems if p.split(".")[0] in ORDER_FIELDS_READ]
         if read:
+            # What real clients send and the rules read without harm (an id with "_", which
+            # the CDS Hooks order invariant allows; "" or padded strings) is no reason to
+            # refuse the call: only what is still wrong once that is tolerated is.
+            lenient = _validate(_tolerated(resource), where)
+            read = [p for p in lenient if p.split(".")[0] in ORDER_FIELDS_READ]
+        if read:
             raise InvalidRequest(
                 f"draft order {reference} is not a valid FHIR R4 ServiceRequest "
                 f"({', '.join(read[:3])})",
@@ -603,6 +609,32 @@ def parse_orders(
             )
         )
     return orders
+
+
+# The id pattern of the CDS Hooks draft-order invariant (ord-1: ``[\w-.]+`` after the type).
+_ORDER_ID = re.compile(r"[\w\-.]{1,64}")
+
+
+def _tolerated(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The order as validation should see it: strings trimmed, empty strings, lists and
+    objects left out, and an id the CDS Hooks invariant allows taken as valid."""
+    out: dict[str, Any] = _trimmed(dict(resource))
+    rid = resource.get("id")
+    if isinstance(rid, str) and _ORDER_ID.fullmatch(rid.strip()):
+        out["id"] = "order"
+    return out
+
+
+def _trimmed(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, dict):
+        kept = {k: _trimmed(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in ("", [], {})}
+    if isinstance(value, list):
+        items = [_trimmed(v) for v in value]
+        return [v for v in items if v not in ("", [], {})]
+    return value
 
 
 def find_draft(draft_orders: Any, reference: str) -> Mapping[str, Any] | None:

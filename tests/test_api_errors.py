@@ -315,3 +315,73 @@ def test_a_log_record_stays_one_line_whatever_the_client_sent() -> None:
     line = JsonFormatter().format(record)
     assert line.splitlines() == [line]
     assert json.loads(line)["elements"] == [sent]
+
+
+def _sign_seed() -> dict[str, Any]:
+    from .conftest import FIXTURES, load_json
+
+    body: dict[str, Any] = load_json(FIXTURES / "requests" / "seed-pet-ct-order-sign.json")
+    return body
+
+
+def _with_lab_order(body: dict[str, Any]) -> None:
+    body["context"]["draftOrders"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "ServiceRequest",
+                "id": "lab_order_1",  # "_": not a FHIR id, allowed by CDS Hooks' ord-1
+                "status": "draft",
+                "intent": "order",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "24323-8"}]},
+                "subject": {"reference": f"Patient/{body['context']['patientId']}"},
+            }
+        }
+    )
+
+
+def _pet(body: dict[str, Any]) -> dict[str, Any]:
+    resource: dict[str, Any] = body["context"]["draftOrders"]["entry"][0]["resource"]
+    return resource
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _with_lab_order,
+        lambda b: _pet(b)["code"]["coding"][0].update(display=""),
+        lambda b: _pet(b)["code"].update(text="PET/CT SKULL BASE TO MID-THIGH (FDG)  "),
+        lambda b: _pet(b).update(note=[]),
+    ],
+    ids=["underscore-id-on-another-order", "empty-display", "padded-text", "empty-list"],
+)
+def test_tolerable_order_deviations_do_not_refuse_the_call(
+    client: FlaskClient, change: Any
+) -> None:
+    """What real clients send and the rules read without harm is tolerated (an independent
+    review found one lab order with an id like "lab_order_1" refusing a whole order-sign, the
+    PET/CT never judged); the PET/CT still gets its warning."""
+    body = _sign_seed()
+    change(body)
+    response = client.post(SIGN, json=body)
+    assert response.status_code == 200, response.get_json()
+    assert [c["indicator"] for c in response.get_json()["cards"]] == ["warning"]
+
+
+@pytest.mark.parametrize(
+    ("change", "element"),
+    [
+        (lambda b: _pet(b).update(id="bad id with spaces"), "id"),
+        (lambda b: _pet(b).update(code="PET"), "code"),
+        (lambda b: _pet(b)["code"].update(coding=[{"system": 5, "code": "78815"}]), "code"),
+    ],
+    ids=["id-with-spaces", "code-not-an-object", "system-not-a-string"],
+)
+def test_orders_still_wrong_once_tolerated_are_refused(
+    client: FlaskClient, change: Any, element: str
+) -> None:
+    body = _sign_seed()
+    change(body)
+    outcome_body = outcome(client.post(SIGN, json=body), 400)
+    assert outcome_body["issue"][0]["expression"][0].startswith(
+        f"context.draftOrders.entry[0].resource.{element}"
+    )
