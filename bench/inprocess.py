@@ -221,6 +221,7 @@ class Pipeline:
                 None,
                 knowledge.text.distant_stage,
                 knowledge.text.names_metastatic,
+                knowledge.text.mentions_finding,
             )
             self.last_facts = facts
             t3 = clock()

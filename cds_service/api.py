@@ -93,7 +93,12 @@ def decide(
         sources: Sources = {}
         text = knowledge.text
         facts = build_facts(
-            resources, knowledge.codes, sources, text.distant_stage, text.names_metastatic
+            resources,
+            knowledge.codes,
+            sources,
+            text.distant_stage,
+            text.names_metastatic,
+            text.mentions_finding,
         )
         findings = without_warnings_on_partial(
             evaluate(facts, orders, knowledge, today, state.windows, drafts),

@@ -685,7 +685,10 @@ def _condition(
 
 
 def _observation(
-    raw: Mapping[str, Any], concepts: frozenset[str], values: frozenset[str]
+    raw: Mapping[str, Any],
+    concepts: frozenset[str],
+    values: frozenset[str],
+    abnormal_text: Callable[[str], bool] | None = None,
 ) -> ObservationFact:
     # Hot on large records (thousands of labs): concrete type checks, nothing built that is
     # not kept.
@@ -694,6 +697,8 @@ def _observation(
     high = None
     for reference in _list(raw.get("referenceRange")):
         high = _number(_dict(_dict(reference).get("high")).get("value"))
+        if high is None:
+            high = _range_high(_str(_dict(reference).get("text")))
         if high is not None:
             break
     interpretation = _NO_CONCEPTS
@@ -705,6 +710,11 @@ def _observation(
             for coding in _list(_dict(concept).get("coding"))
             if (code := _str(_dict(coding).get("code")))
         )
+        if not interpretation and abnormal_text is not None:
+            # Only words ("High", "Abnormal"): read as the abnormal code they stand for.
+            words = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
+            if any(abnormal_text(w) for w in words if w):
+                interpretation = _ABNORMAL_BY_TEXT
     value_bool = raw.get("valueBoolean")
     return ObservationFact(
         id=_str(raw.get("id")) or "",
@@ -725,6 +735,16 @@ def _observation(
         reference_high=high,
         interpretation=interpretation,
     )
+
+
+_ABNORMAL_BY_TEXT = frozenset({"A"})  # v3 ObservationInterpretation "Abnormal"
+# A reference range written only as text, "40-129 U/L" or "40 - 129": its upper bound.
+_RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\b")
+
+
+def _range_high(text: str | None) -> float | None:
+    match = _RANGE_TEXT.match(text) if text else None
+    return float(match.group(2)) if match else None
 
 
 def _procedure(raw: Mapping[str, Any], concepts: frozenset[str]) -> ProcedureFact:
@@ -813,6 +833,7 @@ def build_facts(
     sources: Sources | None = None,
     distant_stage: Callable[[str], bool] | None = None,
     metastatic: Callable[[str], bool] | None = None,
+    abnormal_text: Callable[[str], bool] | None = None,
 ) -> PatientFacts:
     """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
 
@@ -824,6 +845,7 @@ def build_facts(
     IV", "cM1"); a stage so read counts as the stage IV value. ``metastatic`` reads the words
     of a Condition the rules know (its code text and displays) and of stage texts: a breast
     cancer entry titled "Metastatic breast cancer" counts as metastatic disease.
+    ``abnormal_text`` reads a lab interpretation given only in words ("High").
     """
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
@@ -891,7 +913,7 @@ def build_facts(
                     fact = replace(fact, concepts=fact.concepts | {"metastatic-disease"})
             conditions.append(fact)
         elif rtype == "Observation":
-            observations.append(_observation(raw, concepts, values))
+            observations.append(_observation(raw, concepts, values, abnormal_text))
         elif rtype in _PROCEDURE_TYPES:
             procedures.append(_procedure(raw, concepts))
         else:

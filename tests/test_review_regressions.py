@@ -241,6 +241,24 @@ SILENCED: dict[str, Change] = {
         "conditions",
         condition("297217002", SCT, status="relapse", onsetDateTime="2023-06-01"),
     ),
+    "alp-high-by-interpretation-text": add(
+        "observations",
+        lab(
+            "6768-6",
+            valueQuantity={"value": 310, "unit": "U/L"},
+            interpretation=[{"text": "High"}],
+            effectiveDateTime="2026-11-01",
+        ),
+    ),
+    "alp-above-a-range-given-as-text": add(
+        "observations",
+        lab(
+            "6768-6",
+            valueQuantity={"value": 310, "unit": "U/L"},
+            referenceRange=[{"text": "40-129 U/L"}],
+            effectiveDateTime="2026-11-01",
+        ),
+    ),
     "sibling-order-for-chronic-cough": lambda b: b["context"]["draftOrders"]["entry"].append(
         {
             "resource": {
@@ -257,6 +275,31 @@ SILENCED: dict[str, Change] = {
         }
     ),
 }
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"interpretation": [{"text": "Normal"}]},
+        {"referenceRange": [{"text": "40-129 U/L"}]},
+        {"referenceRange": [{"text": "see report"}], "interpretation": [{"text": "N"}]},
+    ],
+    ids=["normal-in-words", "within-a-range-given-as-text", "unreadable-words"],
+)
+def test_normal_labs_in_words_still_warn(client: FlaskClient, extra: dict[str, Any]) -> None:
+    body = seed()
+    add(
+        "observations",
+        lab(
+            "6768-6",
+            valueQuantity={"value": 95, "unit": "U/L"},
+            effectiveDateTime="2026-11-01",
+            **extra,
+        ),
+    )(body)
+    assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
+        "warning"
+    ]
 
 
 def test_regional_node_titles_still_warn(client: FlaskClient) -> None:
