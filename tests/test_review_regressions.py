@@ -65,6 +65,16 @@ def lab(code: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+def alp(value: float, **extra: Any) -> dict[str, Any]:
+    """An alkaline phosphatase result of this month (U/L)."""
+    return lab(
+        "6768-6",
+        valueQuantity={"value": value, "unit": "U/L"},
+        effectiveDateTime="2026-11-01",
+        **extra,
+    )
+
+
 def set_reason(text: str, coding: list[dict[str, str]] | None = None) -> Change:
     def change(body: dict[str, Any]) -> None:
         reason: dict[str, Any] = {"text": text}
@@ -242,22 +252,10 @@ SILENCED: dict[str, Change] = {
         condition("297217002", SCT, status="relapse", onsetDateTime="2023-06-01"),
     ),
     "alp-high-by-interpretation-text": add(
-        "observations",
-        lab(
-            "6768-6",
-            valueQuantity={"value": 310, "unit": "U/L"},
-            interpretation=[{"text": "High"}],
-            effectiveDateTime="2026-11-01",
-        ),
+        "observations", alp(310, interpretation=[{"text": "High"}])
     ),
     "alp-above-a-range-given-as-text": add(
-        "observations",
-        lab(
-            "6768-6",
-            valueQuantity={"value": 310, "unit": "U/L"},
-            referenceRange=[{"text": "40-129 U/L"}],
-            effectiveDateTime="2026-11-01",
-        ),
+        "observations", alp(310, referenceRange=[{"text": "40-129 U/L"}])
     ),
     "sibling-order-for-chronic-cough": lambda b: b["context"]["draftOrders"]["entry"].append(
         {
@@ -288,15 +286,7 @@ SILENCED: dict[str, Change] = {
 )
 def test_normal_labs_in_words_still_warn(client: FlaskClient, extra: dict[str, Any]) -> None:
     body = seed()
-    add(
-        "observations",
-        lab(
-            "6768-6",
-            valueQuantity={"value": 95, "unit": "U/L"},
-            effectiveDateTime="2026-11-01",
-            **extra,
-        ),
-    )(body)
+    add("observations", alp(95, **extra))(body)
     assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
         "warning"
     ]
