@@ -22,6 +22,7 @@ class ConditionFact:
     abatement: date | None = None
     stage_concepts: frozenset[str] = frozenset()
     profiles: frozenset[str] = frozenset()
+    codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) of Condition.code
 
 
 @dataclass(frozen=True)

@@ -681,6 +681,7 @@ def _condition(
         abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
         stage_concepts=code_map.lookup_all(stage_codings),
         profiles=profiles,
+        codes=frozenset(_codings(raw.get("code"))),
     )
 
 

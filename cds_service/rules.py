@@ -307,11 +307,18 @@ def _recurrence_exclusions(
 
 def _diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
     """The most recent diagnosis: the latest onset (a new primary counts), else the earliest
-    recorded date (re-recorded problem-list entries do not make a diagnosis new)."""
+    recorded date (re-recorded problem-list entries do not make a diagnosis new).
+
+    An entry with no onset whose codes differ from those of every entry that has one (a C50.911
+    recorded last month beside a C50.412 with a 2021 onset: the other breast) is a diagnosis of
+    its own, dated by when it was recorded; one that shares a code with a dated entry is that
+    entry recorded again."""
     primary = [c for c in cancers if HISTORY not in c.concepts]
     onsets = [c.onset for c in primary if c.onset]
     if onsets:
-        return max(onsets)
+        dated = {code for c in primary if c.onset for code in c.codes}
+        others = [c.recorded for c in primary if not c.onset and c.recorded and not c.codes & dated]
+        return max(onsets + others)
     recorded = [c.recorded for c in primary if c.recorded]
     return min(recorded) if recorded else None
 

@@ -251,6 +251,9 @@ SILENCED: dict[str, Change] = {
         "conditions",
         condition("297217002", SCT, status="relapse", onsetDateTime="2023-06-01"),
     ),
+    "new-contralateral-primary-recorded-only": add(
+        "conditions", condition("C50.911", recordedDate="2026-10-15")
+    ),
     "alp-high-by-interpretation-text": add(
         "observations", alp(310, interpretation=[{"text": "High"}])
     ),
@@ -287,6 +290,16 @@ SILENCED: dict[str, Change] = {
 def test_normal_labs_in_words_still_warn(client: FlaskClient, extra: dict[str, Any]) -> None:
     body = seed()
     add("observations", alp(95, **extra))(body)
+    assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
+        "warning"
+    ]
+
+
+def test_the_same_cancer_recorded_again_still_warns(client: FlaskClient) -> None:
+    """An entry without onset that shares a code with the dated diagnosis (the C50.412 of
+    2021 entered again last month) is that diagnosis recorded again, not a new one."""
+    body = seed()
+    add("conditions", condition("C50.412", recordedDate="2026-10-15"))(body)
     assert [c["indicator"] for c in client.post(SELECT, json=body).get_json()["cards"]] == [
         "warning"
     ]
