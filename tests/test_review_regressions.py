@@ -251,6 +251,10 @@ SILENCED: dict[str, Change] = {
         "conditions",
         condition("297217002", SCT, status="relapse", onsetDateTime="2023-06-01"),
     ),
+    **{
+        f"sign-{code}": add("conditions", condition(code, onsetDateTime="2026-10-20"))
+        for code in ("E83.52", "J90", "M84.48XA", "M48.50XA", "G95.20", "G40.89", "M25.559")
+    },
     "new-contralateral-primary-recorded-only": add(
         "conditions", condition("C50.911", recordedDate="2026-10-15")
     ),
