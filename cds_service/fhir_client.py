@@ -20,6 +20,7 @@ import requests
 import urllib3
 
 from .errors import PrefetchUnavailable
+from .fhir import next_link
 
 logger = logging.getLogger("cds_service.fhir_client")
 
@@ -52,6 +53,8 @@ class FhirClient:
     ) -> None:
         self.http = http
         self.base = base.rstrip("/") + "/"
+        parts = urlsplit(self.base)
+        self._origin, self._path = _origin(parts), parts.path  # the path ends with "/"
         self.deadline = deadline  # time.monotonic() value by which every query must be done
         self.max_pages = max_pages
         self.connect_timeout = connect_timeout
@@ -65,10 +68,9 @@ class FhirClient:
     def inside_base(self, url: str) -> bool:
         """Same scheme, host and port as the base, and a path that is the base's or under it.
         HAPI's paging links address the base itself (``{base}?_getpages=...``)."""
-        here, there = _origin(urlsplit(self.base)), urlsplit(url)
-        base_path = urlsplit(self.base).path  # ends with "/"
-        return _origin(there) == here and (
-            there.path == base_path.rstrip("/") or there.path.startswith(base_path)
+        there = urlsplit(url)
+        return _origin(there) == self._origin and (
+            there.path == self._path.rstrip("/") or there.path.startswith(self._path)
         )
 
     def get(self, url: str, what: str) -> Any:
@@ -125,15 +127,8 @@ class FhirClient:
         pages = [self.get(url, what)]
         page = pages[0]
         while isinstance(page, dict) and page.get("resourceType") == "Bundle":
-            link = next(
-                (
-                    item.get("url")
-                    for item in page.get("link") or []
-                    if isinstance(item, dict) and item.get("relation") == "next"
-                ),
-                None,
-            )
-            if not isinstance(link, str):
+            link = next_link(page)
+            if link is None:
                 break
             if len(pages) >= self.max_pages:
                 return pages, False
