@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -315,7 +315,6 @@ class CodeMap:
 # Order-text matcher
 
 
-_UNKNOWN = object()  # "not remembered" (None is a remembered answer)
 _PUNCTUATION = re.compile(r"[/\-,;:()+&.\[\]]+")
 _SPACES = re.compile(r"\s+")
 
@@ -353,18 +352,11 @@ class TextMatcher:
         default_factory=lambda: Memo(20_000), repr=False, compare=False
     )
 
-    def _recall(self, key: tuple[str, str, str], answer: Callable[[], Any]) -> Any:
-        """The remembered answer for ``key``, else ``answer()`` remembered."""
-        known = self._memo.get(key, _UNKNOWN)
-        if known is _UNKNOWN:
-            known = self._memo.remember(key, answer())
-        return known
-
     def distant_stage(self, text: str | None) -> bool:
         """Stage text that says stage IV or M1 ("Stage IV", "cM1")."""
         if not text or not text.strip():
             return False
-        return bool(self._recall(("stage", "", text), lambda: self._distant_stage(text)))
+        return bool(self._memo.recall(("stage", "", text), self._distant_stage, text))
 
     def _distant_stage(self, text: str) -> bool:
         norm = _plain(text)  # the staging patterns are matched without the order-text synonyms
@@ -376,7 +368,7 @@ class TextMatcher:
         IV"), not one that says it has not ("non-metastatic", "no evidence of metastasis")."""
         if not text or not text.strip():
             return False
-        return bool(self._recall(("metastatic", "", text), lambda: self._metastatic(text)))
+        return bool(self._memo.recall(("metastatic", "", text), self._metastatic, text))
 
     def _metastatic(self, text: str) -> bool:
         norm = _plain(text)
@@ -392,7 +384,7 @@ class TextMatcher:
         """
         if not text or not text.strip():
             return None
-        return cast("str | None", self._recall(("reason", "", text), lambda: self._reason(text)))
+        return cast("str | None", self._memo.recall(("reason", "", text), self._reason, text))
 
     def _reason(self, text: str) -> str:
         norm = self.normalise(text)
@@ -409,7 +401,7 @@ class TextMatcher:
         """Does the text name a symptom, finding or work-up (the 'diagnostic' patterns)?"""
         if not text or not text.strip():
             return False
-        return bool(self._recall(("finding", "", text), lambda: self._names_finding(text)))
+        return bool(self._memo.recall(("finding", "", text), self._names_finding, text))
 
     def _names_finding(self, text: str) -> bool:
         norm = self.normalise(text)
@@ -426,9 +418,7 @@ class TextMatcher:
         with the text "CT chest PE protocol")?"""
         if not text or not text.strip():
             return False
-        return bool(
-            self._recall(("contradicts", study, text), lambda: self._contradicts(study, text))
-        )
+        return bool(self._memo.recall(("contradicts", study, text), self._contradicts, study, text))
 
     def _contradicts(self, study: str, text: str) -> bool:
         norm = self.normalise(text)
@@ -439,7 +429,7 @@ class TextMatcher:
     def match(self, text: str | None) -> str | None:
         if not text or not text.strip():
             return None
-        return cast("str | None", self._recall(("match", "", text), lambda: self._match(text)))
+        return cast("str | None", self._memo.recall(("match", "", text), self._match, text))
 
     def _match(self, text: str) -> str | None:
         norm = self.normalise(text)

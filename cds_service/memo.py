@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
+_UNSEEN = object()  # "not remembered": None and False are answers too
 
 
 class Memo(dict[K, V]):
@@ -26,3 +28,11 @@ class Memo(dict[K, V]):
             self.clear()
         self[key] = value
         return value
+
+    def recall(self, key: K, compute: Callable[..., V], *args: Any) -> V:
+        """The answer remembered for ``key``, else ``compute(*args)``, remembered (one lookup:
+        safe when another thread empties the memo)."""
+        found = self.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            return self.remember(key, compute(*args))
+        return found  # type: ignore[return-value]

@@ -18,3 +18,18 @@ def test_a_remembered_none_is_an_answer() -> None:
     memo: Memo[str, str | None] = Memo(10)
     assert memo.remember("no date", None) is None
     assert "no date" in memo
+
+
+def test_recall_computes_once_and_remembers_none() -> None:
+    memo: Memo[str, str | None] = Memo(10)
+    calls: list[tuple[str, ...]] = []
+
+    def answer(*args: str) -> str | None:
+        calls.append(args)
+        return None if args == ("nothing",) else "-".join(args)
+
+    assert memo.recall("k", answer, "a", "b") == "a-b"
+    assert memo.recall("k", answer, "x") == "a-b"  # remembered: not computed again
+    assert memo.recall("n", answer, "nothing") is None
+    assert memo.recall("n", answer, "nothing") is None
+    assert calls == [("a", "b"), ("nothing",)]
