@@ -215,14 +215,7 @@ class Pipeline:
                 if key in req.prefetch
             }
             t2 = clock()
-            facts = build_facts(
-                resources,
-                knowledge.codes,
-                None,
-                knowledge.text.distant_stage,
-                knowledge.text.names_metastatic,
-                knowledge.text.mentions_finding,
-            )
+            facts = build_facts(resources, knowledge.codes, None, knowledge.text)
             self.last_facts = facts
             t3 = clock()
             extra = (drafts,) if self.evaluate_takes_drafts else ()

@@ -91,15 +91,7 @@ def decide(
             [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
         )
         sources: Sources = {}
-        text = knowledge.text
-        facts = build_facts(
-            resources,
-            knowledge.codes,
-            sources,
-            text.distant_stage,
-            text.names_metastatic,
-            text.mentions_finding,
-        )
+        facts = build_facts(resources, knowledge.codes, sources, knowledge.text)
         findings = without_warnings_on_partial(
             evaluate(facts, orders, knowledge, today, state.windows, drafts),
             any(is_partial(origin.get(key, "")) for key in service.required),

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, cast
@@ -35,7 +35,7 @@ from .facts import (
     ProcedureFact,
     ReasonFact,
 )
-from .mappings import CodeMap
+from .mappings import CodeMap, TextMatcher
 from .memo import Memo
 
 logger = logging.getLogger("cds_service.fhir")
@@ -691,7 +691,7 @@ def _observation(
     raw: Mapping[str, Any],
     concepts: frozenset[str],
     values: frozenset[str],
-    abnormal_text: Callable[[str], bool] | None = None,
+    text: TextMatcher | None = None,
 ) -> ObservationFact:
     # Hot on large records (thousands of labs): concrete type checks, nothing built that is
     # not kept.
@@ -713,10 +713,10 @@ def _observation(
             for coding in _list(_dict(concept).get("coding"))
             if (code := _str(_dict(coding).get("code")))
         )
-        if not interpretation and abnormal_text is not None:
+        if not interpretation and text is not None:
             # Only words ("High", "Abnormal"): read as the abnormal code they stand for.
             words = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
-            if any(abnormal_text(w) for w in words if w):
+            if any(text.mentions_finding(w) for w in words if w):
                 interpretation = _ABNORMAL_BY_TEXT
     value_bool = raw.get("valueBoolean")
     return ObservationFact(
@@ -818,14 +818,6 @@ Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
 _BREAST_CANCER_ENTRIES = frozenset({"invasive-breast-cancer", "personal-history-breast-cancer"})
 
 
-def _says_distant(
-    text: str,
-    distant_stage: Callable[[str], bool],
-    metastatic: Callable[[str], bool] | None,
-) -> bool:
-    return distant_stage(text) or (metastatic is not None and metastatic(text))
-
-
 def _list_of_dicts(concept: Any) -> list[dict[str, Any]]:
     return [c for c in _list(_dict(concept).get("coding")) if isinstance(c, dict)]
 
@@ -834,9 +826,7 @@ def build_facts(
     resources: Mapping[str, Sequence[Record | Mapping[str, Any]]],
     code_map: CodeMap,
     sources: Sources | None = None,
-    distant_stage: Callable[[str], bool] | None = None,
-    metastatic: Callable[[str], bool] | None = None,
-    abnormal_text: Callable[[str], bool] | None = None,
+    text: TextMatcher | None = None,
 ) -> PatientFacts:
     """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
 
@@ -844,11 +834,11 @@ def build_facts(
     element of the wrong shape counts as absent, which the rules treat conservatively) and not
     validated here: full validation costs ~0.4 ms a resource, and records run to thousands.
     ``sources`` collects where each fact came from, so that ``validate_cited`` can validate the
-    few records a card cites. ``distant_stage`` reads a stage written only as text ("Stage
-    IV", "cM1"); a stage so read counts as the stage IV value. ``metastatic`` reads the words
-    of a Condition the rules know (its code text and displays) and of stage texts: a breast
-    cancer entry titled "Metastatic breast cancer" counts as metastatic disease.
-    ``abnormal_text`` reads a lab interpretation given only in words ("High").
+    few records a card cites. ``text`` (the knowledge's TextMatcher; None: codes only) reads
+    what is written rather than coded: a stage written only as text ("Stage IV", "cM1",
+    "Metastatic") counts as the stage IV value; a breast cancer entry titled "Metastatic
+    breast cancer" counts as metastatic disease; a lab interpretation given only in words
+    ("High") as abnormal.
     """
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
@@ -879,13 +869,11 @@ def build_facts(
             concepts = code_map.lookup_all(_codings(raw.get("code")))
             values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
             if (
-                distant_stage is not None
+                text is not None
                 and not values
                 and concepts & {"stage-group-observation", "m-category-observation"}
-                and _says_distant(
-                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString")) or "",
-                    distant_stage,
-                    metastatic,
+                and text.says_distant(
+                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString"))
                 )
             ):
                 distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
@@ -905,18 +893,18 @@ def build_facts(
             sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
         if rtype == "Condition":
             fact = _condition(raw, concepts, code_map, birth)
-            if distant_stage is not None and not fact.stage_concepts:
-                texts = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
-                if any(_says_distant(t, distant_stage, metastatic) for t in texts if t):
+            if text is not None and not fact.stage_concepts:
+                stages = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
+                if any(text.says_distant(t) for t in stages):
                     fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
-            if metastatic is not None and fact.concepts & _BREAST_CANCER_ENTRIES:
+            if text is not None and fact.concepts & _BREAST_CANCER_ENTRIES:
                 words = [_str(_dict(raw.get("code")).get("text"))]
                 words += [_str(c.get("display")) for c in _list_of_dicts(raw.get("code"))]
-                if any(metastatic(w) for w in words if w):
+                if any(text.names_metastatic(w) for w in words):
                     fact = replace(fact, concepts=fact.concepts | {"metastatic-disease"})
             conditions.append(fact)
         elif rtype == "Observation":
-            observations.append(_observation(raw, concepts, values, abnormal_text))
+            observations.append(_observation(raw, concepts, values, text))
         elif rtype in _PROCEDURE_TYPES:
             procedures.append(_procedure(raw, concepts))
         else:

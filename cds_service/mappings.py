@@ -376,6 +376,16 @@ class TextMatcher:
             p.search(norm) for p in self.not_metastatic
         )
 
+    def says_distant(self, text: str | None) -> bool:
+        """A stage or diagnosis text that says distant disease: stage IV or M1, or words of
+        spread ("Metastatic")."""
+        return self.distant_stage(text) or self.names_metastatic(text)
+
+    def names_work_up(self, text: str | None) -> bool:
+        """An order's text or reason that says it is a work-up: a symptom or finding, or stage
+        IV ("Stage IV breast cancer")."""
+        return self.mentions_finding(text) or self.distant_stage(text)
+
     def reason(self, text: str | None) -> str | None:
         """Read a free-text order reason: "surveillance", "diagnostic" or None (no text).
 

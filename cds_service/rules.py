@@ -592,7 +592,7 @@ def _order_reason(
         elif concepts & SURVEILLANCE_REASONS:
             # A surveillance code whose text names a finding ("Z85.3 - new rib pain"): the
             # text says more than the code, and wins.
-            if knowledge.text.mentions_finding(text) or knowledge.text.distant_stage(text):
+            if knowledge.text.names_work_up(text):
                 found.append(Exclusion("order-reason:not-surveillance"))
             else:
                 surveillance = True
@@ -645,7 +645,7 @@ def judge_order(
     reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
         return Finding(order, study, "silent", reasons[0].code)
-    if knowledge.text.mentions_finding(order.text) or knowledge.text.distant_stage(order.text):
+    if knowledge.text.names_work_up(order.text):
         # "PET/CT RESTAGING", "CT CHEST R/O METASTASES": the order says it is a work-up.
         return Finding(order, study, "silent", "order-text:work-up")
     if order.priority in URGENT:

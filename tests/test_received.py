@@ -43,7 +43,7 @@ def _decide(app: Flask, body: bytes, decode: Any) -> tuple[Any, list[tuple[str, 
         req = parse_request(parsed, service.hook)
         resources, _ = gather(req, service, state.http, state.executor, 2.5, [])
         knowledge = state.knowledge
-        facts = build_facts(resources, knowledge.codes, {}, knowledge.text.distant_stage)
+        facts = build_facts(resources, knowledge.codes, {}, knowledge.text)
         drafts = parse_orders(req.draft_orders, None, knowledge.codes)
         selected = set(req.selections) if req.selections is not None else None
         orders = [o for o in drafts if selected is None or o.reference in selected]
