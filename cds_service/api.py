@@ -27,7 +27,6 @@ from .rules import (
     evaluate,
     judge_without_record,
     needs_record,
-    without_warnings_on_partial,
 )
 from .services import Service
 from .state import State, get_state
@@ -92,10 +91,8 @@ def decide(
         )
         sources: Sources = {}
         facts = build_facts(resources, knowledge.codes, sources, knowledge.text)
-        findings = without_warnings_on_partial(
-            evaluate(facts, orders, knowledge, today, state.windows, drafts),
-            any(is_partial(origin.get(key, "")) for key in service.required),
-        )
+        partial = any(is_partial(origin.get(key, "")) for key in service.required)
+        findings = evaluate(facts, orders, knowledge, today, state.windows, drafts, partial)
         validate_cited(cited(findings), sources)
     else:
         findings = judge_without_record(orders, knowledge)

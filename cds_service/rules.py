@@ -710,17 +710,24 @@ def evaluate(
     today: date,
     windows: Windows = Windows(),
     drafts: Sequence[OrderFact] = (),
+    partial: bool = False,
 ) -> list[Finding]:
     """One finding per order: the whole guideline decision for one hook call.
 
-    ``drafts`` are all the draft orders of the call (context for suggestions); ``orders`` the
-    ones to judge.
+    ``drafts`` are all the draft orders of the call (context for suggestions and their
+    reasons); ``orders`` the ones to judge. ``partial``: the record is known to be incomplete
+    (a search with more pages than were read), so it cannot show that the patient has no
+    symptom, abnormal lab, metastasis or recurrence, which is what a Variant 10 warning
+    asserts: no warning from it (silent, "partial-record"); the other verdicts stand, as what
+    was read already explains them.
     """
     patient = assess_patient(facts, today, windows)
     findings = [judge_order(order, patient, facts, knowledge) for order in orders]
+    on_partial = "partial-record" if partial else None
     findings = [
         replace(f, verdict="silent", reason=why)
-        if f.verdict == "warn" and (why := _sibling_reason(f.order, drafts, knowledge))
+        if f.verdict == "warn"
+        and (why := _sibling_reason(f.order, drafts, knowledge) or on_partial)
         else f
         for f in findings
     ]
@@ -778,16 +785,3 @@ def cited(findings: Iterable[Finding]) -> list[tuple[str, str]]:
         out += [(e.kind, e.id) for e in (*f.evidence, *f.long_standing)]
         out += [(s.evidence.kind, s.evidence.id) for s in f.symptoms if s.evidence]
     return out
-
-
-def without_warnings_on_partial(findings: Sequence[Finding], partial: bool) -> list[Finding]:
-    """A record known to be incomplete (a search with more pages than were read) cannot show
-    that the patient has no symptom, abnormal lab, metastasis or recurrence, which is what a
-    Variant 10 warning asserts: no warning from it (silent, "partial-record"). The other
-    verdicts stand: what was read already explains them."""
-    if not partial:
-        return list(findings)
-    return [
-        replace(f, verdict="silent", reason="partial-record") if f.verdict == "warn" else f
-        for f in findings
-    ]
