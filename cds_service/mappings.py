@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -489,6 +489,19 @@ def _compile(path: Path, where: str, pattern: str) -> re.Pattern[str]:
         raise MappingError(str(path), where, f"bad regular expression {pattern!r}: {exc}") from exc
 
 
+def _check_examples(
+    path: Path, where: str, patterns: ReasonPatterns, says: Callable[[str], bool]
+) -> None:
+    """A pattern group's own test cases: every must_match example is read as saying it, no
+    must_not_match example is."""
+    for example in patterns.must_match:
+        if not says(example):
+            raise MappingError(str(path), f"{where}.must_match", f"{example!r}")
+    for example in patterns.must_not_match:
+        if says(example):
+            raise MappingError(str(path), f"{where}.must_not_match", f"{example!r}")
+
+
 def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
     try:
         doc = TextPatternsFile.model_validate(_read_json(path))
@@ -528,20 +541,9 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
             _compile(path, "staging.metastatic.exclude", p) for p in doc.staging.metastatic.exclude
         ),
     )
-    for example in doc.staging.metastatic.must_match:
-        if not matcher.names_metastatic(example):
-            raise MappingError(str(path), "staging.metastatic.must_match", f"{example!r}")
-    for example in doc.staging.metastatic.must_not_match:
-        if matcher.names_metastatic(example):
-            raise MappingError(str(path), "staging.metastatic.must_not_match", f"{example!r}")
+    _check_examples(path, "staging.metastatic", doc.staging.metastatic, matcher.names_metastatic)
     for kind in ("stage_iv", "m1"):
-        staging: ReasonPatterns = getattr(doc.staging, kind)
-        for example in staging.must_match:
-            if not matcher.distant_stage(example):
-                raise MappingError(str(path), f"staging.{kind}.must_match", f"{example!r}")
-        for example in staging.must_not_match:
-            if matcher.distant_stage(example):
-                raise MappingError(str(path), f"staging.{kind}.must_not_match", f"{example!r}")
+        _check_examples(path, f"staging.{kind}", getattr(doc.staging, kind), matcher.distant_stage)
     # The file carries its own test cases; a pattern edit that breaks one stops the service.
     for i, study in enumerate(doc.studies):
         for example in study.must_match:

@@ -227,6 +227,18 @@ BAD_EDITS: list[tuple[str, str, Callable[[Any], None], str]] = [
         "XYZZY",
     ),
     (
+        "order-text-patterns.json",
+        "metastatic-example-not-read",
+        lambda d: d["staging"]["metastatic"]["must_match"].append("XYZZY"),
+        "staging.metastatic.must_match",
+    ),
+    (
+        "order-text-patterns.json",
+        "metastatic-negation-read",
+        lambda d: d["staging"]["metastatic"]["must_not_match"].append("Metastatic to bone"),
+        "staging.metastatic.must_not_match",
+    ),
+    (
         "acr-variant-10.json",
         "unknown-study",
         lambda d: d["studies"].update({"nope": d["studies"]["pet-ct"]}),
