@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -348,33 +348,34 @@ def targets(
 
 def start_fhir(
     stack: contextlib.ExitStack, latency_ms: float
-) -> tuple[records.RequestSet | None, dict[str, Any]]:
+) -> tuple[records.RequestSet | None, dict[str, Any], Callable[[], float] | None]:
     """The test FHIR server (tests/fhir_server: Medplum's FHIR router over an in-memory store, on
-    this machine) holding the seed's record, each answer ``latency_ms`` late (a timer: the
-    wait costs no CPU), and the seed-fhir set that points at it; None and why when Node.js or
-    the server's npm packages are missing."""
+    this machine) holding the seed's record, PUT as ``cds-service load-fixtures`` does, each
+    answer ``latency_ms`` late (a timer: the wait costs no CPU); the seed-fhir set that points
+    at it, what the report says of it, and the CPU seconds it has used so far. None, why, None
+    when Node.js or the server's npm packages are missing or it does not start."""
     import requests
 
+    from cds_service.fhir_client import FhirUnavailable, put_resources
     from tests.fhir_server import FhirTestServer, node_available
 
     reason = node_available()
     if reason is not None:
-        return None, {"skipped": reason}
+        return None, {"skipped": reason}, None
     try:
         server = stack.enter_context(FhirTestServer())
-        server.load(records.seed_record_batch())
+        put_resources(server.session, server.base, records.seed_record())
         server.set_latency(latency_ms)
-    except (RuntimeError, OSError, requests.RequestException) as exc:
-        return None, {"skipped": f"the test FHIR server did not start: {exc}"}
+    except (RuntimeError, OSError, requests.RequestException, FhirUnavailable) as exc:
+        return None, {"skipped": f"the test FHIR server did not start: {exc}"}, None
     request_set = records.seed_fhir_set(server.base, latency_ms)
-    return request_set, {
+    info = {
         "base": server.base,
         "latency_ms": latency_ms,
         "resources": request_set.resources,
         "server": "tests/fhir_server (Medplum FHIR router, in memory), on this machine",
-        "pid": server.pid,
-        "cpu_s": served.cpu_seconds(server.pid),  # replaced by the CPU the runs cost it
     }
+    return request_set, info, lambda: served.cpu_seconds(server.pid)
 
 
 def seed_answers_differ(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -500,21 +501,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     fhir_info: dict[str, Any] = {}
     ceiling: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:  # the FHIR test server, stopped when the runs end
+        fhir_cpu: Callable[[], float] | None = None
         if args.fhir:
-            fhir_set, fhir_info = start_fhir(stack, args.fhir_latency)
+            fhir_set, fhir_info, fhir_cpu = start_fhir(stack, args.fhir_latency)
             if fhir_set is None:
                 print(f"bench: --fhir skipped: {fhir_info['skipped']}", file=sys.stderr)
                 problems.append(f"--fhir skipped: {fhir_info['skipped']}")
             else:
                 print(f"bench: seed-fhir: {fhir_set.note} ({fhir_info['base']})")
                 runs.append((fhir_set, default, "warm", "service"))
+        seed = next(s for s in sets if s.name == "seed")
         if args.matrix:
-            seed = next(s for s in sets if s.name == "seed")
             for each in [seed, *([fhir_set] if fhir_set else [])]:
                 runs += [(each, m, "warm", "service") for m in MATRIX if m != default]
         if args.ceiling:
-            seed = next(s for s in sets if s.name == "seed")
             runs.append((seed, default, "warm", "ceiling"))
+        fhir_cpu_before = fhir_cpu() if fhir_cpu else 0.0
         for request_set, settings, mode, app in runs:
             label = f"{request_set.name} ({mode}) with {settings.label}"
             if app != "service":
@@ -539,10 +541,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"bench: {label} failed: {exc}", file=sys.stderr)
                 continue
             (ceiling if app == "ceiling" else serv).append(result)
-        if fhir_set is not None:
-            fhir_info["cpu_s"] = round(
-                served.cpu_seconds(fhir_info.pop("pid")) - fhir_info["cpu_s"], 2
-            )
+        if fhir_cpu is not None:
+            fhir_info["cpu_s"] = round(fhir_cpu() - fhir_cpu_before, 2)
     if serv:
         print(
             f"\nServed on 127.0.0.1, {args.connections} connections, {args.rounds} x "

@@ -293,32 +293,18 @@ def seed_expected() -> list[str]:
     return [f"{card['study']}:{card['indicator']}" for card in seed["expect"]["cards"]]
 
 
-def seed_record_batch() -> dict[str, Any]:
-    """The seed's prefetch resources as a batch Bundle of PUTs (their own ids), for a FHIR server:
-    the record the service reads when the seed request comes without its prefetch."""
-    resources = []
-    for value in _seed()["prefetch"].values():
-        if not isinstance(value, dict):
-            continue
-        if value.get("resourceType") == "Bundle":
-            resources += [e["resource"] for e in value.get("entry") or [] if "resource" in e]
-        else:
-            resources.append(value)
-    return {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
-            for r in resources
-        ],
-    }
+def seed_record() -> list[dict[str, Any]]:
+    """The seed's prefetch resources (its Bundles flattened): the record a FHIR server holds
+    when the seed request comes without its prefetch."""
+    values = [v for v in _seed()["prefetch"].values() if isinstance(v, dict)]
+    return record_resources({"entry": [{"resource": v} for v in values]})
 
 
 def seed_fhir_set(fhir_base: str, latency_ms: float) -> RequestSet:
     """The seed request with no prefetch and a ``fhirServer``: the service queries that server
     with its own templates (seven searches and reads, run concurrently) for every call."""
     request = _seed()
-    count = len(seed_record_batch()["entry"])
+    count = len(seed_record())
     del request["prefetch"]
     request["fhirServer"] = fhir_base
     body = orjson.dumps(request)

@@ -254,11 +254,12 @@ def test_seed_fhir_is_answered_from_the_fhir_server(tmp_path: Path) -> None:
     if reason is not None:
         pytest.skip(reason)
     with contextlib.ExitStack() as stack:
-        request_set, info = start_fhir(stack, 0.0)
+        request_set, info, cpu = start_fhir(stack, 0.0)
         assert request_set is not None and info["latency_ms"] == 0.0
         body = orjson.loads(request_set.bodies[0])
         assert "prefetch" not in body and body["fhirServer"] == info["base"]
-        assert request_set.resources == len(records.seed_record_batch()["entry"]) == 10
+        assert request_set.resources == len(records.seed_record()) == 10
+        assert cpu is not None and cpu() > 0
         result = _small_pair(tmp_path, request_set=request_set)
         assert result["service"]["probe"] == {
             "status": 200,
