@@ -215,7 +215,7 @@ class Pipeline:
                 if key in req.prefetch
             }
             t2 = clock()
-            facts = build_facts(resources, knowledge.codes, None, knowledge.text)
+            facts = build_facts(resources, knowledge)
             self.last_facts = facts
             t3 = clock()
             extra = (drafts,) if self.evaluate_takes_drafts else ()

@@ -21,7 +21,7 @@ from .auth import Verifier, load_issuers
 from .config import SettingsError, SiteConfig, load_settings, load_site_config
 from .fhir_client import fhir_pool
 from .mappings import Knowledge, load_dir
-from .rules import REQUIRED_CONCEPTS, Windows
+from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows
 from .services import load_services
 from .state import EXTENSION_KEY, State
 from .store import Store, audit_key, default_url, upgrade
@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Create the app; fails fast (MappingError, SettingsError) when data or settings are bad."""
     settings = load_settings(config)
     site = load_site_config(settings.config_file)
-    knowledge = load_dir(settings.mappings_dir, REQUIRED_CONCEPTS)
+    knowledge = load_dir(settings.mappings_dir, REQUIRED_CONCEPTS, WARNING_ENABLERS)
     _check_site(site, knowledge)
     services = load_services()
     app = Flask(__name__)

@@ -90,7 +90,7 @@ def decide(
             [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
         )
         sources: Sources = {}
-        facts = build_facts(resources, knowledge.codes, sources, knowledge.text)
+        facts = build_facts(resources, knowledge, sources)
         partial = any(is_partial(origin.get(key, "")) for key in service.required)
         findings = evaluate(facts, orders, knowledge, today, state.windows, drafts, partial)
         validate_cited(cited(findings), sources)
@@ -124,6 +124,7 @@ def call_service(service_id: str) -> Response:
     req = parse_request(_body(decode_request), service.hook)
     g.hook_instance = req.hook_instance
     decision = decide(req, service, state, parse_client_options(req.extension))
+    g.decision = decision  # for `cds-service evaluate --explain` (the test client keeps g)
     findings, advice, cards, origin = (
         decision.findings,
         decision.advice,
@@ -152,6 +153,7 @@ def call_service(service_id: str) -> Response:
                 card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
                 consult_id=advice.consult_ids.get(f.order.reference),
                 suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
+                evidence=f"{f.cause.kind} {f.cause.how}" if f.cause and f.cause.how else None,
             )
             for f in findings
             for card in [advice.card_for.get(f.order.reference)]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from flask import g
+
 from .config import SettingsError, load_settings
 from .errors import MappingError
 
@@ -100,19 +102,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         if service_id is None:
             print(f"cds-service: no service answers hook {hook!r}; use --service", file=sys.stderr)
             return 2
-    response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+    with app.test_client() as client:
+        response = client.post(f"/cds-services/{service_id}", json=body)
+        decision = g.get("decision")
     print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
+    if args.explain and decision is not None:
+        print(explain(decision.findings), file=sys.stderr)
     return 0 if response.status_code == 200 else 1
+
+
+def explain(findings: Any) -> str:
+    """Why each order got its verdict, and the records (with the code or phrase) behind it."""
+    lines = ["explain:"]
+    for f in findings:
+        lines.append(f"  {f.order.reference}: {f.study or '-'} -> {f.verdict} ({f.reason})")
+        cited = [f.cause] if f.cause else [*f.evidence, *(s.evidence for s in f.symptoms)]
+        for e in cited:
+            if e is None:
+                continue
+            when = f" {e.when.isoformat()}" if e.when else ""
+            how = f" [{e.how}]" if e.how else ""
+            lines.append(f"      {e.kind}/{e.id}{when} {e.concept}: {e.label!r}{how}")
+    return "\n".join(lines)
 
 
 def _check_mappings(args: argparse.Namespace) -> int:
     from .mappings import load_dir
-    from .rules import REQUIRED_CONCEPTS
+    from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS
     from .services import load_services
 
     directory = Path(args.directory) if args.directory else load_settings().mappings_dir
     try:
-        knowledge = load_dir(directory, REQUIRED_CONCEPTS)
+        knowledge = load_dir(directory, REQUIRED_CONCEPTS, WARNING_ENABLERS)
         load_services()
     except (MappingError, SettingsError) as exc:
         print(f"cds-service: invalid mapping data: {exc}", file=sys.stderr)
@@ -223,6 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("request")
     evaluate.add_argument("--service", help="service id (default: the one for the request's hook)")
     evaluate.add_argument("--today", help="evaluate as of this date (YYYY-MM-DD)")
+    evaluate.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print (to stderr) each verdict's rule and the records, codes and phrases "
+        "behind it",
+    )
     evaluate.set_defaults(func=_evaluate)
     check = sub.add_parser("check-mappings", help="validate mappings/*.json and the discovery file")
     check.add_argument("directory", nargs="?")

@@ -23,6 +23,7 @@ class ConditionFact:
     stage_concepts: frozenset[str] = frozenset()
     profiles: frozenset[str] = frozenset()
     codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) of Condition.code
+    how: tuple[tuple[str, str], ...] = ()  # (concept, the code or our phrase that named it)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ObservationFact:
     value_bool: bool | None = None
     reference_high: float | None = None
     interpretation: frozenset[str] = frozenset()
+    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ProcedureFact:
     label: str
     status: str | None = None
     performed: date | None = None
+    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class MedicationFact:
     status: str | None = None
     authored: date | None = None
     ended: date | None = None
+    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class OrderFact:
     reasons: tuple[ReasonFact, ...] = ()
     reason_references: tuple[str, ...] = ()
     priority: str | None = None  # routine | urgent | asap | stat
+    # The order's own words beyond its name: note, orderDetail, patientInstruction,
+    # supportingInfo displays (its reasons are in ``reasons``).
+    words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

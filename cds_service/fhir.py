@@ -1,10 +1,10 @@
 """FHIR R4 JSON → facts. The only module that imports ``fhir.resources`` (its R4B package).
 
-Speed matters here (records run to thousands of resources): a resource is looked at only when one
-of its codes maps to a concept the rules use, and only those are validated with
-``fhir.resources``. A resource that fails validation is kept, read leniently (a date that cannot
-be read becomes unknown, which the rules treat conservatively) and counted; the log names its
-type and the failing element, never a value.
+Speed matters here (records run to thousands of resources): a resource becomes a fact only when
+its codes or its words name a concept the rules use, and only the records a card cites are
+validated with ``fhir.resources``. A resource that fails validation is kept, read leniently (a
+date that cannot be read becomes unknown, which the rules treat conservatively) and counted;
+the log names its type and the failing element, never a value.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, cast
 
-import msgspec
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from .concepts import LABS, SYMPTOMS
 from .errors import InvalidRequest
 from .facts import (
     ConditionFact,
@@ -35,7 +35,7 @@ from .facts import (
     ProcedureFact,
     ReasonFact,
 )
-from .mappings import CodeMap, TextMatcher
+from .mappings import CodeMap, Knowledge, TextMatcher
 from .memo import Memo
 
 logger = logging.getLogger("cds_service.fhir")
@@ -93,6 +93,8 @@ def _parse_date(value: str) -> date | None:
 
 _EMPTY: Mapping[str, Any] = {}
 _NO_CONCEPTS: frozenset[str] = frozenset()
+_PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
+_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -284,270 +286,29 @@ def next_link(bundle: Any) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Prefetch values as received: resources kept as bytes until their codes say they matter
-#
-# A Synthea-size record is hundreds of resources of which the rules read a few dozen; a
-# 5,000-resource record is mostly labs the rules never look at. Building Python objects for all
-# of it (and freeing them again) was the largest cost of a call on a large record (bench/:
-# 5,000 resources, parse and facts: median 72 -> 55 ms over 8 paired runs). So a value is
-# first read only for its shape (msgspec; each resource left as raw bytes), then each resource
-# only for its type and codes; a resource is parsed in full (orjson) only when one of those
-# codes maps to a concept, and then read by the same lenient readers as any other. Whatever
-# does not have the expected shape (a ``coding`` that is not an array, an entry that is not an
-# object, ...) is parsed in full at once and read leniently: the fast path decides as the full
-# one does (tests/test_received.py checks every fixture, the Synthea records, odd shapes and
-# mutated requests, generated bodies). What differs is JSON the full parser refuses for a
-# number beyond double range (1e999): where the fast path parses nothing (a record resource the
-# rules never read, an unknown top-level key, a Bundle's total, link or search) it is not seen;
-# in a record it does parse it is refused later, so another 4xx or a 412 may be answered first.
-# Never a 5xx. Invalid UTF-8 anywhere is refused up front, as by the full parser.
-# Bodies under hooks.RAW_READ_FROM are parsed whole: for a few dozen resources that is cheaper.
-
-
-# The probe's structs are left out of the garbage collector (gc=False): decoded from JSON they
-# cannot form a reference cycle, and a 5,000-resource call makes tens of thousands of them
-# (bench/: probe and shape passes ~10 % faster).
-class _Coding(msgspec.Struct, gc=False):
-    system: Any = None
-    code: Any = None
-
-
-class _Concept(msgspec.Struct, gc=False):
-    coding: list[_Coding] | None = None
-
-
-class _Stage(msgspec.Struct, gc=False):
-    summary: _Concept | None = None
-
-
-class _Meta(msgspec.Struct, gc=False):
-    profile: Any = None
-
-
-class _Probe(msgspec.Struct, gc=False):
-    """What decides whether a record resource is read: its type and its codes."""
-
-    resourceType: Any = None  # noqa: N815 - FHIR element names
-    code: _Concept | None = None
-    valueCodeableConcept: _Concept | None = None  # noqa: N815
-    medicationCodeableConcept: _Concept | None = None  # noqa: N815
-    stage: list[_Stage] | None = None
-    meta: _Meta | None = None
-
-
-_NULL = msgspec.Raw(b"null")
-
-
-class _Entry(msgspec.Struct, gc=False):
-    resource: msgspec.Raw = _NULL
-
-
-class _Link(msgspec.Struct, gc=False):
-    relation: Any = None
-    url: Any = None
-
-
-class _Shape(msgspec.Struct, gc=False):
-    """A prefetch value read for its shape only: a Bundle's entries stay raw JSON."""
-
-    resourceType: Any = None  # noqa: N815
-    entry: list[_Entry] | None = None
-    link: list[_Link] | None = None
-
-
-class _ProbedEntry(msgspec.Struct, gc=False):
-    resource: _Probe | None = None
-
-
-class _ProbedBundle(msgspec.Struct, gc=False):
-    entry: list[_ProbedEntry] | None = None
-
-
-# Not the usual shape, or nested deeper than msgspec recurses (orjson allows 1,024 levels):
-# such a value is parsed by the plain parser, which reads it or refuses it as it always did.
-_UNUSUAL = (msgspec.ValidationError, RecursionError, UnicodeDecodeError)
-_PROBE = msgspec.json.Decoder(_Probe)
-_PROBED_BUNDLE = msgspec.json.Decoder(_ProbedBundle)
-_SHAPE = msgspec.json.Decoder(_Shape)
-# Tuples, not sets: a resourceType from a client may be unhashable (a list), and `in` on a
-# tuple compares without hashing.
-_PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
-_MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
-
-
-def _parse(raw: msgspec.Raw | bytes) -> Any:
-    return orjson.loads(memoryview(raw))
-
-
-def _probe_concepts(concept: _Concept | None, code_map: CodeMap) -> frozenset[str]:
-    """As ``code_map.lookup_all(_codings(concept))`` on the parsed concept, written out: it runs
-    once per record of a large body, and a generator into lookup_all made that pass ~30 %
-    slower (bench/ stages, 5,000 resources)."""
-    if concept is None or not concept.coding:
-        return _NO_CONCEPTS
-    found = _NO_CONCEPTS
-    for coding in concept.coding:
-        system, code = coding.system, coding.code
-        if type(system) is str and type(code) is str:
-            hit = code_map.lookup(system, code)
-            if hit:
-                found = found | hit if found else hit
-    return found
-
-
-class Record:
-    """A record resource as received: raw JSON and its probe (type and codes)."""
-
-    __slots__ = ("probe", "raw")
-
-    def __init__(self, raw: msgspec.Raw | bytes, probe: _Probe) -> None:
-        self.raw = raw
-        self.probe = probe
-
-    def worth_reading(self, code_map: CodeMap) -> bool:
-        """Would build_facts read this resource (the same test it makes on a parsed one)?"""
-        probe = self.probe
-        rtype = probe.resourceType
-        if type(rtype) is not str:
-            return False
-        if rtype == "Patient":
-            return True
-        if rtype == "Condition":
-            if _probe_concepts(probe.code, code_map):
-                return True
-            profiles = probe.meta.profile if probe.meta is not None else None
-            if type(profiles) is list and any(_profile_concept(p) for p in profiles):
-                return True
-            return any(_probe_concepts(stage.summary, code_map) for stage in probe.stage or ())
-        if rtype == "Observation":
-            return bool(
-                _probe_concepts(probe.code, code_map)
-                or _probe_concepts(probe.valueCodeableConcept, code_map)
-            )
-        if rtype in _PROCEDURE_TYPES:
-            return bool(_probe_concepts(probe.code, code_map))
-        if rtype in _MEDICATION_TYPES:
-            return bool(_probe_concepts(probe.medicationCodeableConcept, code_map))
-        return False
-
-    def parse(self) -> Mapping[str, Any]:
-        """The resource in full; a 400 when the parser refuses it (as it would have refused
-        the whole body: a number beyond double range such as 1e999)."""
-        try:
-            value = _parse(self.raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from exc
-        return value if type(value) is dict else _EMPTY
+# Prefetch values
 
 
 @dataclass(frozen=True)
-class Received:
-    """A prefetch value read for its shape (see above): its resource type, its resources
-    (nested Bundles flattened, OperationOutcomes left out) as Records or, where the shape was
-    unexpected, parsed dicts; whether it reports an error; its next page."""
+class PrefetchValue:
+    """One prefetch value (or FHIR search page) as the pipeline reads it: its resource type, its
+    resources (nested Bundles flattened, OperationOutcomes left out), whether it reports an
+    error, and its next page."""
 
     resource_type: Any
-    items: tuple[Record | Mapping[str, Any], ...]
+    resources: tuple[Mapping[str, Any], ...]
     error: bool
     next: str | None
 
 
-def received_value(value: Any) -> Received:
-    """A prefetch value already parsed (tests, tools): the same view as ``receive`` gives."""
+def read_prefetch(value: Any) -> PrefetchValue:
     node = _dict(value)
-    return Received(
+    return PrefetchValue(
         node.get("resourceType"),
         tuple(bundle_resources(node)),
         is_error_value(node),
         next_link(node),
     )
-
-
-def _entry_items(entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]]) -> list[Any]:
-    """Append the resources of Bundle entries to ``out``; return the entries' resource types."""
-    kinds: list[Any] = []
-    for entry in entries:
-        raw = entry.resource
-        try:
-            probe = _PROBE.decode(raw)
-        except _UNUSUAL:  # not the usual shape: parse it and read leniently
-            resource = _parse(raw)
-            kinds.append(_dict(resource).get("resourceType"))
-            wrapped = {"resourceType": "Bundle", "entry": [{"resource": resource}]}
-            out.extend(bundle_resources(wrapped))
-            continue
-        kind = probe.resourceType
-        kinds.append(kind)
-        if kind == "Bundle":
-            try:
-                nested = _SHAPE.decode(raw)
-            except _UNUSUAL:
-                out.extend(bundle_resources(_parse(raw)))
-            else:
-                _entry_items(nested.entry or (), out)
-        elif kind is not None and kind != "OperationOutcome":  # no type: nothing to read
-            out.append(Record(raw, probe))
-    return kinds
-
-
-def _probed_items(
-    raw: msgspec.Raw | bytes, entries: Sequence[_Entry], out: list[Record | Mapping[str, Any]]
-) -> list[Any] | None:
-    """``_entry_items`` with every entry probed in one pass over the Bundle (one decoder call,
-    not one per entry). None when an entry is not of the usual shape or is itself a Bundle:
-    then each entry is read on its own."""
-    try:
-        probed = _PROBED_BUNDLE.decode(raw).entry or ()
-    except _UNUSUAL:
-        return None
-    if len(probed) != len(entries):  # cannot happen (same bytes); never pair wrongly
-        return None
-    kinds: list[Any] = []
-    for entry, found in zip(entries, probed, strict=True):
-        probe = found.resource
-        kind = probe.resourceType if probe is not None else None
-        if kind == "Bundle":
-            return None
-        kinds.append(kind)
-        if probe is not None and kind is not None and kind != "OperationOutcome":
-            out.append(Record(entry.resource, probe))
-    return kinds
-
-
-def receive(raw: msgspec.Raw | bytes) -> Received | None:
-    """Read one prefetch value (or a FHIR search page) from its raw JSON; None for ``null``.
-
-    Raises ``msgspec.DecodeError`` for JSON that does not parse."""
-    try:
-        shape = _SHAPE.decode(raw)
-    except _UNUSUAL:  # not an object, or entry/link of another shape
-        value = _parse(raw)
-        return None if value is None else received_value(value)
-    if shape.resourceType != "Bundle":
-        try:
-            probe = _PROBE.decode(raw)
-        except _UNUSUAL:
-            return received_value(_parse(raw))
-        kind = probe.resourceType
-        items: tuple[Record | Mapping[str, Any], ...] = ()
-        if kind is not None and kind != "OperationOutcome":
-            items = (Record(raw, probe),)
-        return Received(kind, items, kind == "OperationOutcome", _next(shape))
-    out: list[Record | Mapping[str, Any]] = []
-    kinds = _probed_items(raw, shape.entry or (), out)
-    if kinds is None:
-        out = []
-        kinds = _entry_items(shape.entry or (), out)
-    error = bool(kinds) and all(kind == "OperationOutcome" for kind in kinds)
-    return Received(shape.resourceType, tuple(out), error, _next(shape))
-
-
-def _next(shape: _Shape) -> str | None:
-    """As ``next_link``: the first link whose relation is "next", if its url is usable."""
-    for link in shape.link or ():
-        if link.relation == "next":
-            return _str(link.url)
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,6 +361,7 @@ def parse_orders(
                     for reason in _list(resource.get("reasonCode"))
                 ),
                 priority=_str(resource.get("priority")),
+                words=_order_words(resource),
                 reason_references=tuple(
                     ref
                     for ref in (
@@ -611,6 +373,19 @@ def parse_orders(
             )
         )
     return orders
+
+
+def _order_words(resource: Mapping[str, Any]) -> tuple[str, ...]:
+    """An order's free text beyond its name and reasons: notes, ``orderDetail`` (Epic's
+    "reason for exam" questions), the patient instruction, the displays of its supporting
+    information and of its reason references."""
+    words = _notes(resource)
+    for detail in _list(resource.get("orderDetail")):
+        words += _texts(detail)
+    words += [t] if (t := _str(resource.get("patientInstruction"))) else []
+    for ref in (*_list(resource.get("supportingInfo")), *_list(resource.get("reasonReference"))):
+        words += [t] if (t := _str(_dict(ref).get("display"))) else []
+    return tuple(words)
 
 
 # The id pattern of the CDS Hooks draft-order invariant (ord-1: ``[\w-.]+`` after the type).
@@ -649,6 +424,13 @@ def find_draft(draft_orders: Any, reference: str) -> Mapping[str, Any] | None:
 
 # --------------------------------------------------------------------------------------------
 # Patient record
+#
+# One reader: every resource of the record is parsed (orjson, at the edge) and read here by the
+# same code, whether it came in a prefetch, from the EHR's FHIR server or from a tool. A
+# resource counts when its codes map to a concept or when its words name one: a problem-list
+# title under a local code, a coding's display, a lab's name, a value written as text, a note, a
+# drug's name, a report's conclusion. Words may only silence (mappings/words.json): they add the
+# concepts that take a patient out of Variant 10 and never the ones that can make a warning.
 
 
 def _onset_from_age(raw: Mapping[str, Any], birth: date | None) -> date | None:
@@ -663,28 +445,238 @@ def _onset_from_age(raw: Mapping[str, Any], birth: date | None) -> date | None:
         return None
 
 
-def _condition(
-    raw: Mapping[str, Any], concepts: frozenset[str], code_map: CodeMap, birth: date | None = None
-) -> ConditionFact:
-    stage_codings = [
-        c for stage in _list(raw.get("stage")) for c in _codings(_dict(stage).get("summary"))
-    ]
-    profiles = frozenset(
-        p for p in _list(_dict(raw.get("meta")).get("profile")) if isinstance(p, str)
-    )
-    return ConditionFact(
-        id=_str(raw.get("id")) or "",
-        concepts=concepts,
-        label=_label(raw.get("code")),
-        clinical_status=_status_code(raw.get("clinicalStatus")),
-        verification=_status_code(raw.get("verificationStatus")),
-        onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start") or _onset_from_age(raw, birth),
-        recorded=parse_date(raw.get("recordedDate")),
-        abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
-        stage_concepts=code_map.lookup_all(stage_codings),
-        profiles=profiles,
-        codes=frozenset(_codings(raw.get("code"))),
-    )
+def _texts(concept: Any) -> list[str]:
+    """Every word a CodeableConcept carries: its text and each coding's display."""
+    cc = _dict(concept)
+    out = [t] if (t := _str(cc.get("text"))) else []
+    for coding in _list(cc.get("coding")):
+        display = _str(_dict(coding).get("display"))
+        if display and display not in out:
+            out.append(display)
+    return out
+
+
+def _notes(raw: Mapping[str, Any]) -> list[str]:
+    return [t for n in _list(raw.get("note")) if (t := _str(_dict(n).get("text")))]
+
+
+class _Reader:
+    """Reads one record's resources into facts with the knowledge's codes and words."""
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.codes = knowledge.codes
+        self.text = knowledge.text
+        self.words = knowledge.words
+        self.medications: dict[str, Mapping[str, Any]] = {}
+
+    def coded(self, concept: Any) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+        """Concepts of a CodeableConcept's codes, and how each was found."""
+        found: frozenset[str] = _NO_CONCEPTS
+        how: list[tuple[str, str]] = []
+        for system, code in _codings(concept):
+            hit = self.codes.lookup(system, code)
+            if hit:
+                found = found | hit
+                how += [(c, f"code {system}|{code}") for c in sorted(hit)]
+        return found, tuple(how)
+
+    def named(
+        self, scope: str, texts: Iterable[str | None], drop: frozenset[str] = _NO_CONCEPTS
+    ) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+        """Concepts the words name (never one of ``drop``), and the phrase that named each."""
+        hits = [h for h in self.words.concepts(scope, texts) if h.concept not in drop]
+        return frozenset(h.concept for h in hits), tuple(
+            (h.concept, f"words '{h.phrase}'") for h in hits
+        )
+
+    # --- Conditions
+
+    def condition(self, raw: Mapping[str, Any], birth: date | None) -> ConditionFact | None:
+        code = raw.get("code")
+        concepts, how = self.coded(code)
+        profiles = _profile_concepts(raw)
+        concepts |= profiles
+        how += tuple((c, "profile") for c in sorted(profiles))
+        labels = _texts(code)
+        notes = _notes(raw)
+        # A regional-node code's own title ("Secondary ... neoplasm of axillary lymph nodes")
+        # says regional, and its code already says so: its words do not make it distant.
+        drop = concepts | (_NOT_DISTANT if "regional-nodal-disease" in concepts else concepts)
+        stage_texts = [t for s in _list(raw.get("stage")) for t in _texts(_dict(s).get("summary"))]
+        named, named_how = self.named("condition", labels + notes + stage_texts, drop)
+        stage_codings = [
+            c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))
+        ]
+        stage = self.codes.lookup_all(stage_codings)
+        if not stage and any(self.text.distant_stage(t) for t in stage_texts):
+            stage = frozenset({"stage-iv-value"})
+            how += (("stage-iv-value", "stage text"),)
+        if concepts & _BREAST_CANCER_ENTRIES and any(
+            self.text.distant_stage(t) for t in notes + labels
+        ):
+            named |= {"metastatic-disease"}
+            named_how += (("metastatic-disease", "stage text (TNM M1 or stage IV)"),)
+        if not concepts and not named and not stage:
+            return None
+        return ConditionFact(
+            id=_str(raw.get("id")) or "",
+            concepts=concepts | named,
+            label=_label(code),
+            clinical_status=_status_code(raw.get("clinicalStatus")),
+            verification=_status_code(raw.get("verificationStatus")),
+            onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start")
+            or _onset_from_age(raw, birth),
+            recorded=parse_date(raw.get("recordedDate")),
+            abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
+            stage_concepts=stage,
+            profiles=frozenset(
+                p for p in _list(_dict(raw.get("meta")).get("profile")) if isinstance(p, str)
+            ),
+            codes=frozenset(_codings(code)),
+            how=how + named_how,
+        )
+
+    # --- Observations
+
+    def observation(self, raw: Mapping[str, Any]) -> ObservationFact | None:
+        code = raw.get("code")
+        concepts, how = self.coded(code)
+        value_cc = raw.get("valueCodeableConcept")
+        values, value_how = self.coded(value_cc)
+        how += value_how
+        labels = _texts(code)
+        value_texts = _texts(value_cc) + ([v] if (v := _str(raw.get("valueString"))) else [])
+        denied = raw.get("valueBoolean") is False or any(self.words.denies(t) for t in value_texts)
+        if denied:  # "Cough: Absent", "Bone pain: No": the question is not a symptom
+            concepts = concepts - _SYMPTOM_LIKE
+        # What it measures: the lab by its name (a local code "ALK PHOS").
+        named, named_how = self.named("observation", labels, concepts | _NOT_FROM_NAME)
+        if denied:
+            named -= _SYMPTOM_LIKE
+            named_how = tuple(h for h in named_how if h[0] not in _SYMPTOM_LIKE)
+        concepts |= named & _LAB_LIKE
+        values |= named - _LAB_LIKE
+        how += named_how
+        # What it says: the answer, the value written as text, notes, components.
+        said = value_texts + _notes(raw)  # the name was read above: "Disease progression?"
+        for component in _list(raw.get("component")):
+            part = _dict(component)
+            if part.get("valueBoolean") is False:
+                continue
+            part_values = _texts(part.get("valueCodeableConcept"))
+            part_values += [v] if (v := _str(part.get("valueString"))) else []
+            if any(self.words.denies(t) for t in part_values):
+                continue
+            part_concepts, part_how = self.coded(part.get("code"))
+            part_values_concepts, part_value_how = self.coded(part.get("valueCodeableConcept"))
+            values |= (part_concepts | part_values_concepts) & _SYMPTOM_LIKE
+            how += part_how + part_value_how
+            said += part_values
+            part_named, part_named_how = self.named(
+                "observation", _texts(part.get("code")), _LAB_LIKE | _NOT_FROM_NAME
+            )
+            values |= part_named
+            how += part_named_how
+        said_concepts, said_how = self.named("observation", said, values | _LAB_LIKE)
+        values |= said_concepts
+        how += said_how
+        staged = concepts & {"stage-group-observation", "m-category-observation"} or any(
+            _STAGING_WORDS.search(t.upper()) for t in labels
+        )
+        if not values & {"stage-iv-value", "m1-value"} and staged:
+            if any(self.text.distant_stage(t) for t in value_texts + _notes(raw)):
+                distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
+                if not concepts & {"stage-group-observation", "m-category-observation"}:
+                    distant = "metastatic-disease"
+                values |= {distant}
+                how += ((distant, "stage text (TNM M1 or stage IV)"),)
+        if not concepts and not values:
+            return None
+        return _observation(raw, concepts, values, self.text, how)
+
+    # --- Procedures, reports, record orders
+
+    def procedure(self, raw: Mapping[str, Any]) -> ProcedureFact | None:
+        code = raw.get("code")
+        concepts, how = self.coded(code)
+        rtype = raw.get("resourceType")
+        scope = "report" if rtype == "DiagnosticReport" else "procedure"
+        texts = _texts(code) + _notes(raw)
+        if rtype == "DiagnosticReport":
+            conclusion, conclusion_how = self.coded_all(raw.get("conclusionCode"))
+            concepts |= conclusion - _WARNING_ENABLERS_FROM_REPORTS
+            how += conclusion_how
+            texts += [c] if (c := _str(raw.get("conclusion"))) else []
+        if rtype == "ServiceRequest" and not concepts:
+            return None  # an order in the record is read for the study it names, by code
+        named, named_how = self.named(scope, texts, concepts)
+        if not concepts and not named:
+            return None
+        return _procedure(raw, concepts | named, how + named_how)
+
+    def coded_all(self, concepts: Any) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
+        found: frozenset[str] = _NO_CONCEPTS
+        how: tuple[tuple[str, str], ...] = ()
+        for concept in _list(concepts):
+            hit, hit_how = self.coded(concept)
+            found |= hit
+            how += hit_how
+        return found, how
+
+    # --- Medications
+
+    def medication(self, raw: Mapping[str, Any]) -> MedicationFact | None:
+        drug: Any = raw.get("medicationCodeableConcept")
+        concepts, how = self.coded(drug)
+        texts = _texts(drug)
+        reference = _str(_dict(raw.get("medicationReference")).get("reference"))
+        referenced = self.medications.get(reference.rsplit("/", 1)[-1]) if reference else None
+        if reference and reference.startswith("#"):
+            referenced = next(
+                (
+                    _dict(c)
+                    for c in _list(raw.get("contained"))
+                    if f"#{_dict(c).get('id')}" == reference
+                ),
+                None,
+            )
+        label_from = drug
+        if referenced is not None:
+            label_from = referenced.get("code")
+            found, found_how = self.coded(label_from)
+            concepts |= found
+            how += found_how
+            texts += _texts(label_from)
+            for ingredient in _list(referenced.get("ingredient")):
+                item = _dict(ingredient).get("itemCodeableConcept")
+                found, found_how = self.coded(item)
+                concepts |= found
+                how += found_how
+                texts += _texts(item)
+        if reference and not texts:
+            texts.append(_str(_dict(raw.get("medicationReference")).get("display")) or "")
+        named, named_how = self.named("medication", texts + _notes(raw), concepts)
+        if not concepts and not named:
+            return None
+        fact = _medication(raw, concepts | named, how + named_how)
+        if fact.label == "" and texts:
+            fact = replace(fact, label=texts[0])
+        elif referenced is not None:
+            fact = replace(fact, label=_label(label_from) or fact.label)
+        return fact
+
+
+_NOT_DISTANT = frozenset({"metastatic-disease"})
+# Concepts an Observation's name may give (the lab it measures); the rest come from its answer.
+_LAB_LIKE = frozenset(LABS)
+# Never taken from an Observation's name alone: its name is a question ("Cough?"), not a finding.
+_NOT_FROM_NAME = frozenset({"metastatic-disease", "breast-cancer-recurrence"})
+_SYMPTOM_LIKE = frozenset(SYMPTOMS)
+# A report's conclusion code never makes the patient a survivor (it only silences).
+_WARNING_ENABLERS_FROM_REPORTS = frozenset(
+    {"invasive-breast-cancer", "personal-history-breast-cancer", "breast-cancer-in-remission"}
+)
+_STAGING_WORDS = re.compile(r"\b(STAGE|STAGING|TNM|AJCC)\b")
 
 
 def _observation(
@@ -692,6 +684,7 @@ def _observation(
     concepts: frozenset[str],
     values: frozenset[str],
     text: TextMatcher | None = None,
+    how: tuple[tuple[str, str], ...] = (),
 ) -> ObservationFact:
     # Hot on large records (thousands of labs): concrete type checks, nothing built that is
     # not kept.
@@ -699,7 +692,10 @@ def _observation(
     value = _number(quantity.get("value")) if type(quantity) is dict else None
     high = None
     for reference in _list(raw.get("referenceRange")):
-        high = _number(_dict(_dict(reference).get("high")).get("value"))
+        bound = _dict(_dict(reference).get("high"))
+        high = _number(bound.get("value"))
+        if high is not None and value is not None and "calcium" in concepts:
+            value = _same_unit(value, _dict(quantity), bound)
         if high is None:
             high = _range_high(_str(_dict(reference).get("text")))
         if high is not None:
@@ -737,7 +733,26 @@ def _observation(
         value_bool=value_bool if isinstance(value_bool, bool) else None,
         reference_high=high,
         interpretation=interpretation,
+        how=how,
     )
+
+
+# Calcium in mass and molar units (40.08 g/mol): a value in one beside a range in the other.
+_CALCIUM_MG_DL_PER_MMOL_L = 4.008
+_MOLAR = frozenset({"MMOL/L", "MMOL L"})
+_MASS = frozenset({"MG/DL", "MG DL"})
+
+
+def _same_unit(value: float, quantity: Mapping[str, Any], bound: Mapping[str, Any]) -> float:
+    """A calcium value in its reference range's unit (mg/dL and mmol/L told apart by UCUM
+    code or unit text); unchanged when either unit is unknown or they already agree."""
+    have = str(quantity.get("code") or quantity.get("unit") or "").upper()
+    want = str(bound.get("code") or bound.get("unit") or "").upper()
+    if have in _MOLAR and want in _MASS:
+        return value * _CALCIUM_MG_DL_PER_MMOL_L
+    if have in _MASS and want in _MOLAR:
+        return value / _CALCIUM_MG_DL_PER_MMOL_L
+    return value
 
 
 _ABNORMAL_BY_TEXT = frozenset({"A"})  # v3 ObservationInterpretation "Abnormal"
@@ -750,7 +765,9 @@ def _range_high(text: str | None) -> float | None:
     return float(match.group(2)) if match else None
 
 
-def _procedure(raw: Mapping[str, Any], concepts: frozenset[str]) -> ProcedureFact:
+def _procedure(
+    raw: Mapping[str, Any], concepts: frozenset[str], how: tuple[tuple[str, str], ...] = ()
+) -> ProcedureFact:
     """A Procedure, or a DiagnosticReport or ServiceRequest of a past or planned study."""
     return ProcedureFact(
         id=_str(raw.get("id")) or "",
@@ -769,10 +786,13 @@ def _procedure(raw: Mapping[str, Any], concepts: frozenset[str]) -> ProcedureFac
             "issued",
             "authoredOn",
         ),
+        how=how,
     )
 
 
-def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationFact:
+def _medication(
+    raw: Mapping[str, Any], concepts: frozenset[str], how: tuple[tuple[str, str], ...] = ()
+) -> MedicationFact:
     return MedicationFact(
         id=_str(raw.get("id")) or "",
         concepts=concepts,
@@ -780,6 +800,7 @@ def _medication(raw: Mapping[str, Any], concepts: frozenset[str]) -> MedicationF
         status=_str(raw.get("status")),
         authored=_first_date(raw, "authoredOn", "effectiveDateTime", "effectivePeriod.start"),
         ended=_first_date(raw, "dispenseRequest.validityPeriod.end", "effectivePeriod.end"),
+        how=how,
     )
 
 
@@ -823,92 +844,67 @@ def _list_of_dicts(concept: Any) -> list[dict[str, Any]]:
 
 
 def build_facts(
-    resources: Mapping[str, Sequence[Record | Mapping[str, Any]]],
-    code_map: CodeMap,
+    resources: Mapping[str, Sequence[Mapping[str, Any]]],
+    knowledge: Knowledge,
     sources: Sources | None = None,
-    text: TextMatcher | None = None,
 ) -> PatientFacts:
     """Reduce the record (resources grouped by prefetch key) to the facts the rules read.
 
-    Only resources with a code the rules know are read at all. They are read leniently (an
-    element of the wrong shape counts as absent, which the rules treat conservatively) and not
-    validated here: full validation costs ~0.4 ms a resource, and records run to thousands.
-    ``sources`` collects where each fact came from, so that ``validate_cited`` can validate the
-    few records a card cites. ``text`` (the knowledge's TextMatcher; None: codes only) reads
-    what is written rather than coded: a stage written only as text ("Stage IV", "cM1",
-    "Metastatic") counts as the stage IV value; a breast cancer entry titled "Metastatic
-    breast cancer" counts as metastatic disease; a lab interpretation given only in words
-    ("High") as abnormal.
+    A resource is read when its codes or its words name a concept (``_Reader``); it is read
+    leniently (an element of the wrong shape counts as absent, which the rules treat
+    conservatively) and not validated here: full validation costs ~0.4 ms a resource, and
+    records run to thousands. ``sources`` collects where each fact came from, so that
+    ``validate_cited`` can validate the few records a card cites.
     """
+    reader = _Reader(knowledge)
+    items = []
+    seen: set[tuple[str, str]] = set()
+    for key, found in resources.items():
+        for index, raw in enumerate(found):
+            if type(raw) is not dict:
+                continue
+            rid = raw.get("id")
+            if type(rid) is str and rid:
+                # One resource reached by two searches (a lab both by code and by recency).
+                ident = (str(raw.get("resourceType")), rid)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            items.append((key, index, raw))
+    for _, _, raw in items:
+        if raw.get("resourceType") == "Medication" and (mid := _str(raw.get("id"))):
+            reader.medications[mid] = raw
+    patient: Mapping[str, Any] = next(
+        (r for _, _, r in items if r.get("resourceType") == "Patient"), {}
+    )
+    birth = parse_date(patient.get("birthDate"))
     conditions: list[ConditionFact] = []
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
-    readable: list[tuple[str, int, Mapping[str, Any]]] = []
-    for key, items in resources.items():
-        for index, item in enumerate(items):
-            if isinstance(item, Record):  # as received: parsed only when its codes matter
-                if item.worth_reading(code_map):
-                    readable.append((key, index, item.parse()))
-            else:
-                readable.append((key, index, item))
-    patient: Mapping[str, Any] = next(
-        (r for _, _, r in readable if r.get("resourceType") == "Patient"), {}
-    )
-    birth = parse_date(patient.get("birthDate"))
-    for key, index, raw in readable:
+    for key, index, raw in items:
         rtype = raw.get("resourceType")
-        if rtype == "Patient":
-            continue
+        fact: ConditionFact | ObservationFact | ProcedureFact | MedicationFact | None
         if rtype == "Condition":
-            codings = _codings(raw.get("code"))
-            stage = [c for s in _list(raw.get("stage")) for c in _codings(_dict(s).get("summary"))]
-            concepts = code_map.lookup_all(codings) | _profile_concepts(raw)
-            relevant = bool(concepts) or bool(code_map.lookup_all(stage))
+            fact = reader.condition(raw, birth)
+            if fact is not None:
+                conditions.append(fact)
         elif rtype == "Observation":
-            concepts = code_map.lookup_all(_codings(raw.get("code")))
-            values = code_map.lookup_all(_codings(raw.get("valueCodeableConcept")))
-            if (
-                text is not None
-                and not values
-                and concepts & {"stage-group-observation", "m-category-observation"}
-                and text.says_distant(
-                    _label(raw.get("valueCodeableConcept")) or _str(raw.get("valueString"))
-                )
-            ):
-                distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
-                values = frozenset({distant})
-            relevant = bool(concepts or values)
+            fact = reader.observation(raw)
+            if fact is not None:
+                observations.append(fact)
         elif rtype in _PROCEDURE_TYPES:
-            concepts = code_map.lookup_all(_codings(raw.get("code")))
-            relevant = bool(concepts)
+            fact = reader.procedure(raw)
+            if fact is not None:
+                procedures.append(fact)
         elif rtype in _MEDICATION_TYPES:
-            concepts = code_map.lookup_all(_codings(raw.get("medicationCodeableConcept")))
-            relevant = bool(concepts)
+            fact = reader.medication(raw)
+            if fact is not None:
+                medications.append(fact)
         else:
             continue
-        if not relevant:
-            continue
-        if sources is not None:
+        if fact is not None and sources is not None:
             sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
-        if rtype == "Condition":
-            fact = _condition(raw, concepts, code_map, birth)
-            if text is not None and not fact.stage_concepts:
-                stages = [_label(_dict(st).get("summary")) for st in _list(raw.get("stage"))]
-                if any(text.says_distant(t) for t in stages):
-                    fact = replace(fact, stage_concepts=frozenset({"stage-iv-value"}))
-            if text is not None and fact.concepts & _BREAST_CANCER_ENTRIES:
-                words = [_str(_dict(raw.get("code")).get("text"))]
-                words += [_str(c.get("display")) for c in _list_of_dicts(raw.get("code"))]
-                if any(text.names_metastatic(w) for w in words):
-                    fact = replace(fact, concepts=fact.concepts | {"metastatic-disease"})
-            conditions.append(fact)
-        elif rtype == "Observation":
-            observations.append(_observation(raw, concepts, values, text))
-        elif rtype in _PROCEDURE_TYPES:
-            procedures.append(_procedure(raw, concepts))
-        else:
-            medications.append(_medication(raw, concepts))
     return PatientFacts(
         birth_date=birth,
         gender=_str(patient.get("gender")),

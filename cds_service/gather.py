@@ -19,12 +19,12 @@ from typing import Any
 import urllib3
 
 from .errors import InvalidRequest, PrefetchUnavailable
-from .fhir import Received, Record, bundle_resources, received_value
+from .fhir import PrefetchValue, bundle_resources, read_prefetch
 from .fhir_client import FhirClient, FhirUnavailable
 from .hooks import CdsRequest
 from .services import Service, resolve_template
 
-Resources = list[Record | Mapping[str, Any]]
+Resources = list[Mapping[str, Any]]
 PARTIAL = "-partial"  # origin suffix: more pages exist than were read
 
 
@@ -72,14 +72,14 @@ def gather(
             resources[key], origin[key] = [], "prefetch"  # null: the client says "no data"
             continue
         if key in req.prefetch:
-            received = value if isinstance(value, Received) else received_value(value)
+            received = value if isinstance(value, PrefetchValue) else read_prefetch(value)
             if not isinstance(received.resource_type, str):
                 raise InvalidRequest(
                     f"prefetch.{key} must be a FHIR resource, a Bundle or null",
                     [f"prefetch.{key}"],
                 )
             if not received.error:
-                items: Resources = list(received.items)
+                items: Resources = list(received.resources)
                 link = received.next
                 if link and client is not None:
                     pending[key] = (executor.submit(client.fetch, link, key), items)

@@ -13,11 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
 import orjson
 
 from .errors import InvalidRequest
-from .fhir import receive
 from .store import FeedbackItem
 
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
@@ -138,64 +136,9 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
     )
 
 
-_NULL = msgspec.Raw(b"null")
-
-
-class _HookBody(msgspec.Struct):
-    """The top level of a hook call, every value raw: all but the prefetch are parsed by the
-    plain parser (which refuses what it always refused, e.g. integers beyond 64 bits)."""
-
-    hook: msgspec.Raw = _NULL
-    hookInstance: msgspec.Raw = _NULL  # noqa: N815 - CDS Hooks field names
-    fhirServer: msgspec.Raw = _NULL  # noqa: N815
-    fhirAuthorization: msgspec.Raw = _NULL  # noqa: N815
-    context: msgspec.Raw = _NULL
-    prefetch: dict[str, msgspec.Raw] = msgspec.field(default_factory=dict)
-    extension: msgspec.Raw = _NULL
-
-
-_HOOK_BODY = msgspec.json.Decoder(_HookBody)
-# Below this size a body is parsed whole: reading shapes first costs more than it saves when a
-# record is a few dozen resources (bench/: seed, 14 KiB); above it, skipping the resources the
-# rules never read pays (5,000 resources, 3.6 MiB: parse and facts median 72 -> 55 ms).
-RAW_READ_FROM = 64 * 1024
-
-
 def decode_request(data: bytes) -> Any:
-    """The JSON of a hook call, read for speed: plain JSON values, except that in a large body
-    each prefetch value is read by ``fhir.receive`` (its resources stay raw JSON until their
-    codes matter).
-
-    Anything of an unexpected shape (a body or prefetch that is not an object) is parsed plainly,
-    so that ``parse_request`` names the fault as it would for any body. Invalid JSON raises
-    ``orjson.JSONDecodeError``, the same error (and message) as the plain parser.
-    """
-    if len(data) < RAW_READ_FROM:
-        return orjson.loads(data)
-    if not data.isascii():
-        try:  # msgspec checks UTF-8 only in what it decodes: check all of it, as orjson does
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            return orjson.loads(data)  # refuses it, with its own message
-    try:
-        body = _HOOK_BODY.decode(data)
-    # A prefetch that is not an object, JSON msgspec refuses, nesting deeper than it recurses:
-    # the plain parser reads it (or refuses it, with its own message).
-    except (msgspec.MsgspecError, RecursionError, UnicodeDecodeError):
-        return orjson.loads(data)
-    out = {
-        name: orjson.loads(memoryview(getattr(body, name)))
-        for name in (
-            "hook",
-            "hookInstance",
-            "fhirServer",
-            "fhirAuthorization",
-            "context",
-            "extension",
-        )
-    }
-    out["prefetch"] = {key: receive(value) for key, value in body.prefetch.items()}
-    return out
+    """The JSON of a hook call (orjson; invalid JSON raises ``orjson.JSONDecodeError``)."""
+    return orjson.loads(data)
 
 
 def omit_empty(value: Any) -> Any:

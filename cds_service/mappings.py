@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import MappingError, first_problem
 from .memo import Memo
+from .words import WordMatcher, expand
 
 Verification = Literal["V", "V2", "P", "U"]
 USABLE_STRICT = frozenset({"V", "V2"})
@@ -28,6 +29,7 @@ CODE_SYSTEMS_FILE = "code-systems.json"
 TEXT_PATTERNS_FILE = "order-text-patterns.json"
 GUIDELINE_FILE = "acr-variant-10.json"
 OVERRIDE_FILE = "override-reasons.json"
+WORDS_FILE = "words.json"
 
 
 class _Strict(BaseModel):
@@ -207,6 +209,40 @@ class TextPatternsFile(_Strict):
     staging: StagingPatternsFile
     description: str | None = None
     source: str | None = None
+
+
+class NegationDef(_Strict):
+    description: str
+    window: int = Field(ge=1, le=12)
+    before: tuple[str, ...] = Field(min_length=1)
+    pseudo: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    after_alone: tuple[str, ...] = ()
+    other_person: tuple[str, ...] = ()
+    terminate: tuple[str, ...] = ()
+
+
+Scope = Literal["condition", "observation", "medication", "procedure", "report", "order"]
+
+
+class WordConcept(_Strict):
+    scopes: tuple[Scope, ...] = Field(min_length=1)
+    phrases: tuple[str, ...] = Field(min_length=1)
+    unless: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    must_match: tuple[str, ...] = Field(min_length=1)
+    must_not_match: tuple[str, ...] = ()
+    note: str | None = None
+
+
+class WordsFile(_Strict):
+    description: str
+    negation: NegationDef
+    word_only: dict[str, str] = {}
+    concepts: dict[str, WordConcept] = Field(min_length=1)
+
+
+_PHRASE = re.compile(r"^[0-9A-Z ]+\*?$")  # each phrase once its (A|B) groups are expanded
 
 
 def _fail(path: Path, exc: ValidationError) -> MappingError:
@@ -457,13 +493,59 @@ class TextMatcher:
 
 @dataclass(frozen=True)
 class Knowledge:
-    """All mapping data, validated: the code index, the text matcher and the guideline content."""
+    """All mapping data, validated: the code index, the order-text matcher, the words that
+    silence and the guideline content."""
 
     codes: CodeMap
     text: TextMatcher
     guideline: GuidelineFile
     override_reasons: OverrideCodeSystem
     files: tuple[str, ...]
+    words: WordMatcher
+
+
+def _load_words(
+    path: Path, concepts: Mapping[str, ConceptDef], enabling: frozenset[str]
+) -> WordMatcher:
+    """``words.json``: phrases per concept. Words may only silence: a concept that can make
+    the service warn (``enabling``, or any ``strict`` concept) has no phrases."""
+    try:
+        doc = WordsFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    for concept_id, spec in doc.concepts.items():
+        where = f"concepts.{concept_id}"
+        if concept_id not in concepts and concept_id not in doc.word_only:
+            raise MappingError(str(path), where, f"unknown concept {concept_id!r}")
+        known = concepts.get(concept_id)
+        if concept_id in enabling or (known is not None and known.strict):
+            raise MappingError(
+                str(path), where, "words may only silence: this concept can make the service warn"
+            )
+        for kind in ("phrases", "unless", "requires"):
+            for phrase in getattr(spec, kind):
+                if not all(_PHRASE.match(p) for p in expand(phrase)):
+                    raise MappingError(
+                        str(path),
+                        f"{where}.{kind}",
+                        f"{phrase!r}: upper-case words, digits, (A|B) groups, a final *",
+                    )
+    for word_only in doc.word_only:
+        if word_only in concepts:
+            raise MappingError(str(path), f"word_only.{word_only}", "is a concept with codes")
+    matcher = WordMatcher.build(doc.model_dump())
+    for concept_id, spec in doc.concepts.items():
+        where = f"concepts.{concept_id}"
+        for example in spec.must_match:
+            if concept_id not in {h.concept for h in matcher.find(spec.scopes[0], example)}:
+                raise MappingError(str(path), f"{where}.must_match", f"{example!r} not found")
+        for example in spec.must_not_match:
+            for scope in spec.scopes:
+                if concept_id in {h.concept for h in matcher.find(scope, example)}:
+                    raise MappingError(
+                        str(path), f"{where}.must_not_match", f"{example!r} found ({scope})"
+                    )
+    return matcher
 
 
 def _load_systems(path: Path) -> CodeSystems:
@@ -587,8 +669,13 @@ def _closure(concepts: Mapping[str, ConceptDef], start: str) -> frozenset[str]:
     return frozenset(seen)
 
 
-def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
-    """Load every mapping file in ``directory``; raise ``MappingError`` on the first problem."""
+def load_dir(
+    directory: Path | str, required: Iterable[str] = (), enabling: Iterable[str] = ()
+) -> Knowledge:
+    """Load every mapping file in ``directory``; raise ``MappingError`` on the first problem.
+
+    ``required``: the concepts the rules read; ``enabling``: those that can make the service
+    warn (no words may name them)."""
     root = Path(directory)
     if not root.is_dir():
         raise MappingError(str(root), "", "mappings directory not found")
@@ -601,7 +688,13 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     concept_file: dict[str, Path] = {}
     files = []
     for path in sorted(root.glob("*.json")):
-        if path.name in (CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE, OVERRIDE_FILE):
+        if path.name in (
+            CODE_SYSTEMS_FILE,
+            TEXT_PATTERNS_FILE,
+            GUIDELINE_FILE,
+            OVERRIDE_FILE,
+            WORDS_FILE,
+        ):
             continue
         files.append(path.name)
         try:
@@ -709,7 +802,11 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     codes_seen = [c.code for c in overrides.concept]
     if len(codes_seen) != len(set(codes_seen)):
         raise MappingError(str(override_path), "concept", "duplicate code")
-    return Knowledge(code_map, text, guideline, overrides, tuple(files))
+    words_path = root / WORDS_FILE
+    if not words_path.is_file():
+        raise MappingError(str(words_path), "", "file is missing")
+    words = _load_words(words_path, concepts, frozenset(enabling))
+    return Knowledge(code_map, text, guideline, overrides, tuple(files), words)
 
 
 def _load_guideline(path: Path, concepts: Mapping[str, Any]) -> GuidelineFile:

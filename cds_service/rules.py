@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Literal
 
+from .concepts import LABS, SYMPTOMS
 from .facts import (
     ConditionFact,
     MedicationFact,
@@ -62,35 +63,24 @@ CONTRADICTED = "contradictory-order"  # not a concept: an order whose codes or t
 MAMMOGRAPHY = "mammography"
 MASTECTOMY = "mastectomy"
 REGIONAL_NODES = "regional-nodal-disease"
+HER2_THERAPY = "her2-directed-therapy"
+CDK46 = "cdk46-inhibitor"
+# Systemic anticancer therapy other than endocrine therapy, by class (mappings/treatment.json):
+# a class whose concept the mappings do not define is simply never seen.
+SYSTEMIC_THERAPY = frozenset(
+    {
+        CHEMOTHERAPY,
+        HER2_THERAPY,
+        CDK46,
+        "parp-inhibitor",
+        "immunotherapy",
+        "other-targeted-antineoplastic",
+    }
+)
 POST_SURGERY_STAGING_DAYS = 90
 MAMMOGRAM_INTERVAL_DAYS = 365
 
-SYMPTOMS = (
-    "bone-pain",
-    "back-pain",
-    "cough",
-    "dyspnea",
-    "weight-loss",
-    "jaundice",
-    "abdominal-pain",
-    "hepatomegaly",
-    "headache",
-    "seizure",
-    "neurological-deficit",
-    "abnormal-liver-or-bone-labs-diagnosis",
-    "pathological-fracture",
-    "other-sign-or-finding",
-)
-LABS = (
-    "alkaline-phosphatase",
-    "aspartate-aminotransferase",
-    "alanine-aminotransferase",
-    "bilirubin-total",
-    "calcium",
-    "lactate-dehydrogenase",
-    # A raised tumour marker is a "laboratory value" suggesting recurrence (Variant 11).
-    "tumor-marker",
-)
+_SYMPTOM_SET = frozenset(SYMPTOMS)
 STUDIES = (
     "pet-ct",
     "pet-limited",
@@ -145,6 +135,24 @@ REQUIRED_CONCEPTS = frozenset(
     }
 )
 
+# Concepts whose presence can lead to a warning (the survivor's evidence, the surgery and the
+# completed treatment that end initial work-up, the routine reasons): words may never name
+# them (mappings/words.json; the loader refuses).
+WARNING_ENABLERS = frozenset(
+    {
+        BREAST_CANCER,
+        HISTORY,
+        REMISSION,
+        SURGERY,
+        MASTECTOMY,
+        COMPLETED_TREATMENT,
+        SURVEILLANCE_ENCOUNTER,
+        ENDOCRINE,
+        "receptor-status-codes",
+        *STUDIES,
+    }
+)
+
 NOT_COUNTED = frozenset({"refuted", "entered-in-error"})
 URGENT = frozenset({"urgent", "asap", "stat"})  # not how routine surveillance is ordered
 UNCONFIRMED = frozenset({"provisional", "differential", "unconfirmed"})
@@ -176,6 +184,7 @@ class Evidence:
     label: str
     when: date | None = None
     concept: str = ""
+    how: str = ""  # the code ("code system|code") or our phrase ("words 'METASTA'") that named it
 
 
 @dataclass(frozen=True)
@@ -216,6 +225,9 @@ class Finding:
     # The rules' verdict when the site's or the client's policy (policy.apply_policy) changed
     # it: a snoozed or switched-off warning is still a Usually Not Appropriate order.
     before_policy: Verdict | None = None
+    # For a verdict that is not a warning: the record (or the order's own words) that decided
+    # it, with the code or our phrase that named the concept (audit, evaluate --explain).
+    cause: Evidence | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,13 +251,14 @@ def _counts(condition: ConditionFact) -> bool:
 def _ev(
     record: ConditionFact | ObservationFact | ProcedureFact | MedicationFact, concept: str = ""
 ) -> Evidence:
+    how = next((h for c, h in record.how if c == concept), "")
     if isinstance(record, ConditionFact):
-        return Evidence("Condition", record.id, record.label, _condition_date(record), concept)
+        return Evidence("Condition", record.id, record.label, _condition_date(record), concept, how)
     if isinstance(record, ObservationFact):
-        return Evidence("Observation", record.id, record.label, record.effective, concept)
+        return Evidence("Observation", record.id, record.label, record.effective, concept, how)
     if isinstance(record, ProcedureFact):
-        return Evidence("Procedure", record.id, record.label, record.performed, concept)
-    return Evidence("MedicationRequest", record.id, record.label, record.authored, concept)
+        return Evidence("Procedure", record.id, record.label, record.performed, concept, how)
+    return Evidence("MedicationRequest", record.id, record.label, record.authored, concept, how)
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,6 +291,9 @@ def _metastatic_exclusions(facts: PatientFacts) -> list[Exclusion]:
             found.append(Exclusion("disease-progression", _ev(o, PROGRESSION)))
         elif values & {METASTATIC, DISTANT_METASTASIS}:
             found.append(Exclusion("metastatic-disease", _ev(o, METASTATIC)))
+    for p in facts.procedures:  # a report's conclusion, a procedure on a metastasis
+        if p.status not in VOID_RESULT and p.concepts & {METASTATIC, DISTANT_METASTASIS}:
+            found.append(Exclusion("metastatic-disease", _ev(p, METASTATIC)))
     return found
 
 
@@ -290,8 +306,27 @@ def _recurrence_exclusions(
     found = [
         Exclusion("recurrence", _ev(c, RECURRENCE))
         for c in cancers
-        if RECURRENCE in c.concepts or c.clinical_status in {"recurrence", "relapse"}
+        if RECURRENCE not in c.concepts and c.clinical_status in {"recurrence", "relapse"}
     ]
+    # Recurrence named on any entry (a local code "Recurrent breast cancer, chest wall"), and
+    # in a result or report of the last year ("suspected recurrence").
+    found += [
+        Exclusion("recurrence", _ev(c, RECURRENCE))
+        for c in facts.conditions
+        if RECURRENCE in c.concepts and _counts(c)
+    ]
+    records: list[ObservationFact | ProcedureFact] = [*facts.observations, *facts.procedures]
+    for record in records:
+        when = record.effective if isinstance(record, ObservationFact) else record.performed
+        concepts = record.concepts | (
+            record.value_concepts if isinstance(record, ObservationFact) else frozenset()
+        )
+        if (
+            RECURRENCE in concepts
+            and record.status not in VOID_RESULT
+            and (when is None or _within(when, today, windows.new_diagnosis))
+        ):
+            found.append(Exclusion("recurrence", _ev(record, RECURRENCE)))
     diagnosed = _diagnosis_date(cancers)
     for c in facts.conditions:
         when = _condition_date(c)
@@ -317,10 +352,21 @@ def _diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
     onsets = [c.onset for c in primary if c.onset]
     if onsets:
         dated = {code for c in primary if c.onset for code in c.codes}
-        others = [c.recorded for c in primary if not c.onset and c.recorded and not c.codes & dated]
-        return max(onsets + others)
-    recorded = [c.recorded for c in primary if c.recorded]
+        others = [
+            _recorded(c) for c in primary if not c.onset and c.recorded and not c.codes & dated
+        ]
+        return max(onsets + [d for d in others if d])
+    recorded = [d for c in primary if (d := _recorded(c))]
     return min(recorded) if recorded else None
+
+
+def _recorded(condition: ConditionFact) -> date | None:
+    """When an entry without onset was diagnosed at the latest: its recorded date, or its
+    abatement when that is earlier (an entry migrated last month from an old system, ended in
+    2016, was diagnosed before 2016)."""
+    if condition.abatement and condition.recorded:
+        return min(condition.abatement, condition.recorded)
+    return condition.recorded or condition.abatement
 
 
 def _new_diagnosis_exclusion(
@@ -369,28 +415,42 @@ def _unconfirmed_exclusion(cancers: Sequence[ConditionFact]) -> Exclusion | None
 
 
 def _treatment_exclusions(facts: PatientFacts, today: date, windows: Windows) -> list[Exclusion]:
-    """Active systemic or radiation treatment; adjuvant endocrine therapy is NOT one of these."""
+    """Active systemic or radiation treatment; adjuvant endocrine therapy is NOT one of these.
+
+    Any antineoplastic other than endocrine therapy counts when active or ended (or last
+    given) within the active-treatment window. Two classes say more and are named: a CDK4/6
+    inhibitor (advanced or high-risk disease) and HER2-directed therapy begun more than a year
+    ago (adjuvant trastuzumab lasts a year: longer means treatment of advanced disease)."""
     found = []
     for m in facts.medications:
         if m.status in VOID_RESULT:
             continue
-        if CHEMOTHERAPY in m.concepts and (
-            m.status in ACTIVE_MEDICATION
-            or _within(m.ended or m.authored, today, windows.active_treatment)
-        ):
-            found.append(Exclusion("active-chemotherapy", _ev(m, CHEMOTHERAPY)))
+        systemic = m.concepts & SYSTEMIC_THERAPY
+        recent = m.status in ACTIVE_MEDICATION or _within(
+            m.ended or m.authored, today, windows.active_treatment
+        )
+        if systemic and recent:
+            concept = sorted(systemic)[0]
+            code = "active-chemotherapy" if concept == CHEMOTHERAPY else f"active-{concept}"
+            if concept == HER2_THERAPY and m.status in ACTIVE_MEDICATION and m.authored:
+                if m.authored < today - timedelta(days=365):
+                    code = "her2-therapy-beyond-one-year"
+            found.append(Exclusion(code, _ev(m, concept)))
         elif FULVESTRANT in m.concepts and m.status in ACTIVE_MEDICATION:
             found.append(Exclusion("fulvestrant", _ev(m, FULVESTRANT)))
     for p in facts.procedures:
+        treatment = p.concepts & {CHEMOTHERAPY, RADIOTHERAPY}
         if (
-            CHEMOTHERAPY in p.concepts
+            treatment
             and p.status not in VOID_RESULT
             and (
                 p.status in {"in-progress", "preparation"}
                 or _within(p.performed, today, windows.active_treatment)
             )
         ):
-            found.append(Exclusion("active-chemotherapy", _ev(p, CHEMOTHERAPY)))
+            concept = sorted(treatment)[0]
+            code = "active-chemotherapy" if concept == CHEMOTHERAPY else "active-treatment"
+            found.append(Exclusion(code, _ev(p, concept)))
     for c in facts.conditions:
         if c.concepts & {CHEMOTHERAPY, RADIOTHERAPY} and _counts(c):
             if _within(_condition_date(c), today, windows.active_treatment):
@@ -445,6 +505,17 @@ def _lab_abnormal(o: ObservationFact) -> bool:
     return o.value is not None and o.reference_high is not None and o.value > o.reference_high
 
 
+def _recent_finding(
+    concepts: frozenset[str], status: str | None, when: date | None, today: date, days: int
+) -> str | None:
+    """The symptom or finding a result or report names, if it is not void and is recent
+    (or undated: the conservative reading)."""
+    hits = concepts & _SYMPTOM_SET
+    if not hits or status in VOID_RESULT or (when is not None and not _within(when, today, days)):
+        return None
+    return sorted(hits)[0]
+
+
 def _variant_11(
     facts: PatientFacts, today: date, windows: Windows
 ) -> tuple[list[Exclusion], list[Evidence]]:
@@ -462,18 +533,19 @@ def _variant_11(
             current.append(Exclusion(f"symptom:{concept}", _ev(c, concept)))
         elif status == "long-standing":
             long_standing.append(_ev(c, concept))
+    for p in facts.procedures:  # a report's conclusion naming a finding ("new lytic lesion")
+        found = _recent_finding(p.concepts, p.status, p.performed, today, windows.symptom_new)
+        if found:
+            current.append(Exclusion(f"symptom:{found}", _ev(p, found)))
     lab_set = frozenset(LABS)
     for o in facts.observations:
         if o.status in VOID_RESULT:
             continue
-        hits = (o.concepts | o.value_concepts) & symptom_set
-        if (
-            hits
-            and o.value_bool is not False
-            and (o.effective is None or _within(o.effective, today, windows.symptom_new))
-        ):
-            concept = sorted(hits)[0]
-            current.append(Exclusion(f"symptom:{concept}", _ev(o, concept)))
+        found = _recent_finding(
+            o.concepts | o.value_concepts, o.status, o.effective, today, windows.symptom_new
+        )
+        if found and o.value_bool is not False:
+            current.append(Exclusion(f"symptom:{found}", _ev(o, found)))
             continue
         labs = o.concepts & lab_set
         if (
@@ -644,20 +716,28 @@ def judge_order(
         return Finding(order, study, "silent", patient.not_applicable)
     reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
-        return Finding(order, study, "silent", reasons[0].code)
+        return Finding(order, study, "silent", reasons[0].code, cause=reasons[0].evidence)
     if knowledge.text.names_work_up(order.text):
         # "PET/CT RESTAGING", "CT CHEST R/O METASTASES": the order says it is a work-up.
         return Finding(order, study, "silent", "order-text:work-up")
+    named = knowledge.words.concepts("order", (order.text, *order.words))
+    if named:
+        # Its note, "reason for exam" answers or instructions name a symptom, a finding or an
+        # indication that is not surveillance ("r/o mets", "fall", "pre-op planning").
+        kind, _, rid = order.reference.partition("/")
+        own = Evidence(kind, rid, order.text, None, named[0].concept, f"words '{named[0].phrase}'")
+        return Finding(order, study, "silent", f"order-text:{named[0].concept}", cause=own)
     if order.priority in URGENT:
         return Finding(order, study, "silent", f"order-priority:{order.priority}")
     hard = [e for e in patient.exclusions if e not in patient.symptoms]
     if hard:
-        return Finding(order, study, "silent", hard[0].code)
+        return Finding(order, study, "silent", hard[0].code, cause=hard[0].evidence)
     if patient.symptoms:
         targeted, _ = _targets(patient.symptoms, knowledge)
         labs_only = all(s.code.startswith("abnormal-lab:") for s in patient.symptoms)
         if study in targeted or labs_only or not targeted:
-            return Finding(order, study, "silent", patient.symptoms[0].code)
+            first = patient.symptoms[0]
+            return Finding(order, study, "silent", first.code, cause=first.evidence)
         return Finding(
             order,
             study,
@@ -738,6 +818,11 @@ def evaluate(
     return findings
 
 
+# What another draft order's words may say to silence this one: a symptom or a finding (its
+# own indication, "trauma" on a head CT, says nothing of this order).
+SIBLING_WORDS = frozenset({*SYMPTOMS, METASTATIC, RECURRENCE})
+
+
 def _sibling_reason(
     order: OrderFact, drafts: Sequence[OrderFact], knowledge: Knowledge
 ) -> str | None:
@@ -754,6 +839,11 @@ def _sibling_reason(
                 return f"sibling-order-reason:{sorted(diagnostic)[0]}"
             if knowledge.text.mentions_finding(reason.text):
                 return "sibling-order-reason:finding"
+        named = [
+            h for h in knowledge.words.concepts("order", other.words) if h.concept in SIBLING_WORDS
+        ]
+        if named:
+            return f"sibling-order-text:{named[0].concept}"
     return None
 
 

@@ -92,6 +92,9 @@ class Verdict(Base):
     card_uuid: Mapped[str | None] = mapped_column(String(64), unique=True)
     consult_id: Mapped[str | None] = mapped_column(String(100))
     suggestions: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of uuids
+    # What decided a verdict that is not a warning: the record's type and the code or our
+    # phrase that named the concept ("Condition words 'METASTA'"); never the chart's words.
+    evidence: Mapped[str | None] = mapped_column(String(200))
 
 
 class Feedback(Base):
@@ -148,6 +151,7 @@ class VerdictRow:
     card_uuid: str | None = None
     consult_id: str | None = None
     suggestions: Sequence[str] = ()
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -333,6 +337,7 @@ class Store:
                     "card_uuid": v.card_uuid,
                     "consult_id": v.consult_id,
                     "suggestions": json.dumps(list(v.suggestions)),
+                    "evidence": v.evidence[:200] if v.evidence else None,
                 }
                 for call_id, call in zip(ids, calls, strict=True)
                 for v in call["verdicts"]

@@ -14,12 +14,16 @@ import pytest
 from cds_service import create_app
 from cds_service.errors import MappingError
 from cds_service.mappings import USABLE, USABLE_STRICT, Knowledge, load_dir
-from cds_service.rules import REQUIRED_CONCEPTS
+from cds_service.rules import REQUIRED_CONCEPTS, WARNING_ENABLERS
 
 from .conftest import MAPPINGS, load_json
 
-KNOWLEDGE = load_dir(MAPPINGS, REQUIRED_CONCEPTS)
-CONCEPT_FILES = [p for p in sorted(MAPPINGS.glob("*.json")) if "concepts" in load_json(p)]
+KNOWLEDGE = load_dir(MAPPINGS, REQUIRED_CONCEPTS, WARNING_ENABLERS)
+CONCEPT_FILES = [
+    p
+    for p in sorted(MAPPINGS.glob("*.json"))
+    if "concepts" in load_json(p) and "group" in load_json(p)
+]
 
 
 def _entries() -> list[tuple[str, str, dict[str, Any], bool]]:
@@ -255,7 +259,7 @@ def test_bad_file_is_refused_with_its_name(
 ) -> None:
     _edit(mappings_copy, name, change)
     with pytest.raises(MappingError) as info:
-        load_dir(mappings_copy, REQUIRED_CONCEPTS)
+        load_dir(mappings_copy, REQUIRED_CONCEPTS, WARNING_ENABLERS)
     assert message in str(info.value)
     if case != "missing-concept":
         assert name in str(info.value)
@@ -266,7 +270,7 @@ def test_bad_file_is_refused_with_its_name(
 def test_unreadable_json_is_refused(mappings_copy: Path) -> None:
     (mappings_copy / "labs.json").write_text("{ not json")
     with pytest.raises(MappingError, match="labs.json"):
-        load_dir(mappings_copy, REQUIRED_CONCEPTS)
+        load_dir(mappings_copy, REQUIRED_CONCEPTS, WARNING_ENABLERS)
 
 
 def test_knowledge_is_loaded_once_per_app() -> None:

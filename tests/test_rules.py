@@ -16,7 +16,7 @@ from cds_service.facts import (
     ReasonFact,
 )
 from cds_service.mappings import Knowledge, load_dir
-from cds_service.rules import REQUIRED_CONCEPTS, Windows, assess_patient, evaluate
+from cds_service.rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows, assess_patient, evaluate
 
 from .conftest import MAPPINGS
 
@@ -29,7 +29,7 @@ def ago(days: int) -> date:
 
 @pytest.fixture(scope="module")
 def knowledge() -> Knowledge:
-    return load_dir(MAPPINGS, REQUIRED_CONCEPTS)
+    return load_dir(MAPPINGS, REQUIRED_CONCEPTS, WARNING_ENABLERS)
 
 
 def cancer(**kw: object) -> ConditionFact:

@@ -85,7 +85,7 @@ def test_migrations_up_from_empty(db_url: str, tmp_path: Path) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"calls", "verdicts", "feedback", "snoozes", "seen_tokens", "alembic_version"} <= tables
     with engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
     engine.dispose()
 
 
@@ -179,6 +179,34 @@ def test_audit_records_every_verdict_without_patient_ids(make_app: MakeApp) -> N
             )
             assert patient not in dump
     engine.dispose()
+
+
+def test_audit_names_the_evidence_of_a_silence(make_app: MakeApp) -> None:
+    """A verdict that is not a warning records what decided it: the record type and the code
+    or our phrase (issue 14), never the chart's own words."""
+    app = make_app()
+    client = app.test_client()
+    body = seed()
+    body["prefetch"]["conditions"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "local-mets",
+                "code": {"text": "Metastatic breast cancer to bone (HCC)"},
+                "recordedDate": "2026-10-01",
+            }
+        }
+    )
+    client.post(SELECT, json=body)
+    client.post(SELECT, json=load_json(FIXTURES / "requests" / "known-bone-metastases.json"))
+    store = store_of(app)
+    store.flush()
+    with store.session() as s:
+        rows = s.execute(select(Verdict.rule, Verdict.evidence)).all()
+    assert ("metastatic-disease", "Condition words 'METASTA'") in rows
+    coded = [e for rule, e in rows if e and e.startswith("Condition code ")]
+    assert coded, rows
+    assert all("Metastatic breast cancer" not in (e or "") for _, e in rows)
 
 
 def _audited_call(index: int, hook_instance: str, verdicts: int) -> dict[str, Any]:

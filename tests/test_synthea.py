@@ -86,7 +86,7 @@ def test_synthea_pet_ct_gives_no_card(
         key: list(bundle_resources(value)) if isinstance(value, dict) else []
         for key, value in request["prefetch"].items()
     }
-    facts = build_facts(resources, knowledge.codes)
+    facts = build_facts(resources, knowledge)
     orders = parse_orders(
         request["context"]["draftOrders"], ["ServiceRequest/pet"], knowledge.codes
     )

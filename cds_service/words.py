@@ -1,0 +1,219 @@
+"""Words that silence: the concepts a chart names in free text rather than in a code.
+
+A problem-list title under a local code ("Metastatic breast cancer to bone"), a lab's name
+("ALK PHOS"), a drug's name ("Ibrance 125 mg"), an order's note ("r/o mets, new back pain"):
+``WordMatcher.find`` names the concepts such a text mentions, for one *scope* (the kind of
+element the text comes from: condition, observation, medication, procedure, report, order).
+
+The phrases are data (``mappings/words.json``) and can only silence: the loader refuses a
+phrase for a concept that could make the service warn. Matching is linear in the text: one
+Aho-Corasick pass (``pyahocorasick``) over the normalised text finds every phrase at once, each
+on word boundaries ("asymptomatic" does not contain the word "symptomatic"). A hit is dropped
+when the clause negates it (a cue such as "no", "denies", "negative for" in the few words
+before it, or "absent", "negative" right after it), names someone else ("family history of",
+"mother"), or holds one of the concept's own ``unless`` phrases ("history of" for an active
+treatment). Clauses end at sentence punctuation and at "but"/"however".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ahocorasick
+
+from .memo import Memo
+
+SCOPES = ("condition", "observation", "medication", "procedure", "report", "order")
+
+_CLAUSES = re.compile(r"[.;!?\n\r](?=\s|$)|[;!?\n\r]|\b(?:BUT|HOWEVER|ALTHOUGH|THOUGH)\b")
+_NOT_WORD = re.compile(r"[^0-9A-Z]+")
+_GROUP = re.compile(r"\(([^()]*)\)")
+_SEMANTIC_TAG = re.compile(r"\s*\((qualifier value|finding|disorder|situation)\)\s*$", re.I)
+
+
+def normalise(text: str) -> str:
+    """Upper case, every run of characters other than letters and digits as one space,
+    padded with a space at each end (so that a phrase " X " sits on word boundaries)."""
+    return " " + _NOT_WORD.sub(" ", text.upper()).strip() + " "
+
+
+def clauses(text: str) -> list[str]:
+    """The normalised clauses of a text: negation does not reach across them."""
+    upper = text.upper()
+    return [n for part in _CLAUSES.split(upper) if part and (n := normalise(part)).strip()]
+
+
+def expand(phrase: str) -> list[str]:
+    """A phrase with alternatives, "(LUNG|BRONCHUS) (CANCER|CARCINOMA)", as plain phrases.
+    An empty alternative makes its group optional: "(LEFT |RIGHT |)LUNG"; groups nest."""
+    group = _GROUP.search(phrase)
+    if group is None:
+        return [" ".join(phrase.split())]
+    head, tail = phrase[: group.start()], phrase[group.end() :]
+    return [out for alt in group.group(1).split("|") for out in expand(head + alt + tail)]
+
+
+@dataclass(frozen=True)
+class WordHit:
+    """A concept named in a text, and the phrase of ours that named it (our data, never the
+    chart's words: safe to audit)."""
+
+    concept: str
+    phrase: str
+
+
+@dataclass(frozen=True)
+class _Key:
+    concept: str
+    phrase: str
+    kind: str  # "phrase" | "unless" | "requires"
+
+
+@dataclass
+class WordMatcher:
+    """Concepts named in free text, by scope. Build with ``WordMatcher.build``."""
+
+    automata: Mapping[str, Any]  # scope -> ahocorasick.Automaton of (literal, [_Key, ...])
+    requires: Mapping[str, frozenset[str]]  # concept -> phrases one of which must be present
+    before: Any  # Automaton of negation cues that precede
+    pseudo: Any  # Automaton of phrases that look like negation and are not ("no change")
+    after: tuple[str, ...]  # cues that follow ("absent", "negative")
+    after_alone: frozenset[str]  # cues that negate only when nothing else follows ("no")
+    others: Any  # Automaton of words naming someone else ("family history", "mother")
+    terminate: Any  # Automaton of words that end a negation's reach ("reports", "new")
+    window: int
+    _memo: Memo[tuple[str, str], tuple[WordHit, ...]] = field(
+        default_factory=lambda: Memo(50_000), repr=False
+    )
+
+    @classmethod
+    def build(cls, doc: Mapping[str, Any]) -> WordMatcher:
+        """From the validated content of ``mappings/words.json`` (see mappings.py)."""
+        literals: dict[str, dict[str, list[_Key]]] = {scope: {} for scope in SCOPES}
+        requires: dict[str, frozenset[str]] = {}
+        for concept, spec in doc["concepts"].items():
+            kinds: list[tuple[str, Any]] = [
+                ("phrase", spec["phrases"]),
+                ("unless", spec.get("unless", ())),
+            ]
+            if spec.get("requires"):
+                kinds.append(("requires", spec["requires"]))
+                requires[concept] = frozenset(
+                    " ".join(p.split()) for r in spec["requires"] for p in expand(r)
+                )
+            for kind, phrases in kinds:
+                for written in phrases:
+                    for phrase in expand(written):
+                        literal = _literal(phrase)
+                        for scope in spec["scopes"]:
+                            key = _Key(concept, phrase.rstrip("*").strip(), kind)
+                            literals[scope].setdefault(literal, []).append(key)
+        negation = doc["negation"]
+        return cls(
+            automata={scope: _automaton(found) for scope, found in literals.items()},
+            requires=requires,
+            before=_automaton({_literal(c): [c] for c in negation["before"]}),
+            pseudo=_automaton({_literal(c): [c] for c in negation["pseudo"]}),
+            after=tuple(sorted(negation["after"], key=len, reverse=True)),
+            after_alone=frozenset(negation["after_alone"]),
+            others=_automaton({_literal(c): [c] for c in negation["other_person"]}),
+            terminate=_automaton({_literal(c): [c] for c in negation.get("terminate", ())}),
+            window=int(negation["window"]),
+        )
+
+    def find(self, scope: str, text: str | None) -> tuple[WordHit, ...]:
+        """The concepts the text names (not negated, about the patient), once each."""
+        if not text or not text.strip():
+            return ()
+        return self._memo.recall((scope, text), self._find, scope, text)
+
+    def concepts(self, scope: str, texts: Iterable[str | None]) -> tuple[WordHit, ...]:
+        """``find`` over several texts of one element, first hit per concept."""
+        seen: dict[str, WordHit] = {}
+        for text in texts:
+            for hit in self.find(scope, text):
+                seen.setdefault(hit.concept, hit)
+        return tuple(seen.values())
+
+    def denies(self, text: str | None) -> bool:
+        """Is this answer a denial ("Absent", "No", "Negative", "No (qualifier value)")?"""
+        if not text:
+            return False
+        answer = normalise(_SEMANTIC_TAG.sub("", text)).strip()
+        return answer in self.after_alone or any(
+            answer == cue or answer.startswith(cue + " ") for cue in self.after
+        )
+
+    def _find(self, scope: str, text: str) -> tuple[WordHit, ...]:
+        automaton = self.automata[scope]
+        if not len(automaton):
+            return ()
+        found: dict[str, WordHit] = {}
+        for clause in clauses(text):
+            hits: list[tuple[int, int, _Key]] = []
+            for end, (literal, keys) in automaton.iter(clause):
+                start = end - len(literal) + 1
+                hits += [(start, end, key) for key in keys]
+            if not hits or _any(self.others, clause):
+                continue
+            unless = {k.concept for _, _, k in hits if k.kind == "unless"}
+            present = {k.phrase for _, _, k in hits if k.kind == "requires"}
+            for start, end, key in hits:
+                if key.kind != "phrase" or key.concept in unless or key.concept in found:
+                    continue
+                needed = self.requires.get(key.concept)
+                if needed is not None and not needed & present:
+                    continue
+                if self._negated(clause, start, end):
+                    continue
+                found[key.concept] = WordHit(key.concept, key.phrase)
+        return tuple(found.values())
+
+    def _negated(self, clause: str, start: int, end: int) -> bool:
+        before = clause[:start].split()[-self.window :]
+        if before:
+            window = " " + " ".join(before) + " "
+            stops = [end for end, _ in self.terminate.iter(window)] if len(self.terminate) else []
+            if stops:
+                window = " " + window[max(stops) + 1 :]  # "no fever, reports cough"
+            for pseudo_end, (literal, _) in self.pseudo.iter(window):
+                cut = pseudo_end - len(literal) + 1
+                window = (
+                    window[:cut] + " " + "_" * (len(literal) - 2) + " " + window[pseudo_end + 1 :]
+                )
+            if _any(self.before, window):
+                return True
+        rest = clause[clause.find(" ", end) :].strip()  # after the word (a stem ends inside it)
+        if not rest:
+            return False
+        if rest in self.after_alone:
+            return True
+        return any(rest == cue or rest.startswith(cue + " ") for cue in self.after)
+
+
+def _literal(phrase: str) -> str:
+    """How a phrase is searched: " X Y " on both word boundaries, " X Y" for "X Y*" (a stem)."""
+    words = " ".join(phrase.upper().split())
+    if words.endswith("*"):
+        return " " + words[:-1].rstrip()
+    return " " + words + " "
+
+
+def _automaton(entries: Mapping[str, Sequence[Any]]) -> Any:
+    automaton = ahocorasick.Automaton()
+    for literal, values in entries.items():
+        automaton.add_word(literal, (literal, list(values)))
+    if len(automaton):
+        automaton.make_automaton()
+    return automaton
+
+
+def _any(automaton: Any, text: str) -> bool:
+    if not len(automaton):
+        return False
+    for _ in automaton.iter(text):
+        return True
+    return False
