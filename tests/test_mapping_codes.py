@@ -1,0 +1,131 @@
+"""Concepts, not code lists (issue 14): a representative code of every code system a US chart uses
+maps to its concept in the loaded knowledge, codes that must stay apart do, and every ICD-10-CM
+code in mappings/ exists in the FY2026 tabular (when simple-icd-10-cm is installed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cds_service.mappings import load_dir
+from cds_service.rules import REQUIRED_CONCEPTS
+
+from .conftest import MAPPINGS, load_json
+
+KNOWLEDGE = load_dir(MAPPINGS, REQUIRED_CONCEPTS)
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD9 = "http://hl7.org/fhir/sid/icd-9-cm"
+ICD9_OID = "urn:oid:2.16.840.1.113883.6.103"
+SCT = "http://snomed.info/sct"
+LOINC = "http://loinc.org"
+CPT = "http://www.ama-assn.org/go/cpt"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+# (system, code as a chart may carry it, concept it must map to)
+MAPS_TO = [
+    # ICD-9-CM, migrated records (dots and case as charts write them)
+    (ICD9, "174.9", "invasive-breast-cancer"),
+    (ICD9, "1744", "invasive-breast-cancer"),
+    (ICD9_OID, "174.1", "invasive-breast-cancer"),
+    (ICD9, "175.9", "invasive-breast-cancer"),
+    (ICD9, "V10.3", "personal-history-breast-cancer"),
+    (ICD9, "v103", "invasive-breast-cancer"),
+    (ICD9, "233.0", "dcis"),
+    (ICD9, "V16.3", "family-history-breast-cancer"),
+    (ICD9, "V86.0", "receptor-status-codes"),
+    (ICD9, "198.5", "metastatic-disease"),
+    (ICD9, "197.7", "metastatic-disease"),
+    (ICD9, "197.0", "metastatic-disease"),
+    (ICD9, "198.3", "metastatic-disease"),
+    (ICD9, "199.0", "metastatic-disease"),
+    (ICD9, "196.2", "metastatic-disease"),
+    (ICD9, "209.73", "metastatic-disease"),
+    (ICD9, "511.81", "metastatic-disease"),
+    (ICD9, "196.3", "regional-nodal-disease"),
+    (ICD9, "196.1", "regional-nodal-disease"),
+    (ICD9, "196.0", "regional-nodal-disease"),
+    (ICD9, "162.9", "other-primary-malignancy"),
+    (ICD9, "153.9", "other-primary-malignancy"),
+    (ICD9, "185", "other-primary-malignancy"),
+    (ICD9, "172.5", "other-primary-malignancy"),
+    (ICD9, "202.80", "other-primary-malignancy"),
+    (ICD9, "204.10", "other-primary-malignancy"),
+    (ICD9, "209.31", "other-primary-malignancy"),
+    (ICD9, "199.1", "other-primary-malignancy"),
+    (ICD9, "786.2", "cough"),
+    (ICD9, "786.05", "dyspnea"),
+    (ICD9, "783.21", "weight-loss"),
+    (ICD9, "782.4", "jaundice"),
+    (ICD9, "789.01", "abdominal-pain"),
+    (ICD9, "789.1", "hepatomegaly"),
+    (ICD9, "784.0", "headache"),
+    (ICD9, "780.39", "seizure"),
+    (ICD9, "733.90", "bone-pain"),
+    (ICD9, "724.2", "back-pain"),
+    (ICD9, "733.13", "pathological-fracture"),
+    (ICD9, "790.5", "abnormal-liver-or-bone-labs-diagnosis"),
+    (ICD9, "275.42", "abnormal-liver-or-bone-labs-diagnosis"),
+    (ICD9, "511.9", "other-sign-or-finding"),
+    (ICD9, "342.90", "neurological-deficit"),
+    (ICD9, "V58.11", "chemotherapy"),
+    (ICD9, "V58.0", "radiotherapy-encounter"),
+    (ICD9, "V87.41", "completed-treatment-history"),
+    (ICD9, "V07.51", "endocrine-therapy"),
+    (ICD9, "V45.71", "mastectomy"),
+    (ICD9, "V45.71", "breast-surgery"),
+]
+
+# (system, code, concept it must NOT map to): the distinctions the rules rely on
+MUST_NOT_MAP_TO = [
+    (ICD9, "196.3", "metastatic-disease"),  # axillary nodes are regional for breast cancer
+    (ICD9, "196.1", "metastatic-disease"),  # internal mammary (intrathoracic) nodes: regional
+    (ICD9, "173.3", "other-primary-malignancy"),  # non-melanoma skin cancer, as C44
+    (ICD9, "174.9", "other-primary-malignancy"),
+    (ICD9, "233.0", "invasive-breast-cancer"),  # in situ
+    (ICD9, "V16.3", "invasive-breast-cancer"),  # family, not personal, history
+    (ICD9, "198.81", "invasive-breast-cancer"),  # secondary neoplasm OF breast
+    (ICD9, "783.22", "weight-loss"),  # underweight is not weight loss
+    (ICD10, "174.9", "invasive-breast-cancer"),  # an ICD-9 code under the ICD-10 system
+]
+
+
+@pytest.mark.parametrize(("system", "code", "concept"), MAPS_TO)
+def test_code_maps_to_concept(system: str, code: str, concept: str) -> None:
+    assert concept in KNOWLEDGE.codes.lookup(system, code), (system, code)
+
+
+@pytest.mark.parametrize(("system", "code", "concept"), MUST_NOT_MAP_TO)
+def test_code_does_not_map_to_concept(system: str, code: str, concept: str) -> None:
+    assert concept not in KNOWLEDGE.codes.lookup(system, code), (system, code)
+
+
+def _icd10_entries() -> list[tuple[str, str, dict[str, Any]]]:
+    rows = []
+    for path in sorted(MAPPINGS.glob("*.json")):
+        doc = load_json(path)
+        for concept_id, concept in doc.get("concepts", {}).items():
+            for entry in concept["codes"]:
+                if entry["system"] == ICD10 and not entry.get("fallback"):
+                    rows.append((path.name, concept_id, entry))
+    return rows
+
+
+ICD10_ENTRIES = _icd10_entries()
+
+
+@pytest.mark.parametrize(
+    ("file", "concept", "entry"),
+    ICD10_ENTRIES,
+    ids=[f"{c}:{e['code']}" for _, c, e in ICD10_ENTRIES],
+)
+def test_icd10cm_code_exists_in_fy2026_tabular(
+    file: str, concept: str, entry: dict[str, Any]
+) -> None:
+    icd = pytest.importorskip(
+        "simple_icd_10_cm", reason="simple-icd-10-cm (dev extra) is not installed"
+    )
+    code = entry["code"]
+    assert icd.is_valid_item(code), f"{file}: {concept}: {code} is not in ICD-10-CM FY2026"
+    assert icd.get_description(code) == entry["display"], f"{file}: {concept}: {code}"
