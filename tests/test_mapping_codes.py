@@ -75,6 +75,13 @@ MAPS_TO = [
     (ICD9, "V07.51", "endocrine-therapy"),
     (ICD9, "V45.71", "mastectomy"),
     (ICD9, "V45.71", "breast-surgery"),
+    # personal history of other cancers (fallback prefixes) and of non-melanoma skin cancer
+    (ICD10, "Z85.038", "history-of-other-cancer"),
+    (ICD10, "Z85.820", "history-of-other-cancer"),
+    (ICD10, "Z85.828", "history-of-non-melanoma-skin-cancer"),
+    (ICD9, "V10.11", "history-of-other-cancer"),
+    (ICD9, "V10.83", "history-of-non-melanoma-skin-cancer"),
+    (ICD10, "Z85.3", "personal-history-breast-cancer"),
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
@@ -88,6 +95,10 @@ MUST_NOT_MAP_TO = [
     (ICD9, "198.81", "invasive-breast-cancer"),  # secondary neoplasm OF breast
     (ICD9, "783.22", "weight-loss"),  # underweight is not weight loss
     (ICD10, "174.9", "invasive-breast-cancer"),  # an ICD-9 code under the ICD-10 system
+    (ICD10, "Z85.828", "other-primary-malignancy"),  # non-melanoma skin history never excludes
+    (ICD9, "V10.83", "other-primary-malignancy"),
+    (ICD10, "Z85.3", "history-of-other-cancer"),  # breast history keeps its own concept
+    (ICD9, "V10.3", "history-of-other-cancer"),
 ]
 
 
