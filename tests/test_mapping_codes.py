@@ -82,6 +82,22 @@ MAPS_TO = [
     (ICD9, "V10.11", "history-of-other-cancer"),
     (ICD9, "V10.83", "history-of-non-melanoma-skin-cancer"),
     (ICD10, "Z85.3", "personal-history-breast-cancer"),
+    # SNOMED CT other primaries, distant and regional disease (VSAC Cancer)
+    (SCT, "254637007", "other-primary-malignancy"),  # non-small cell lung cancer
+    (SCT, "363406005", "other-primary-malignancy"),  # colon
+    (SCT, "399068003", "other-primary-malignancy"),  # prostate
+    (SCT, "118601006", "other-primary-malignancy"),  # non-Hodgkin lymphoma
+    (SCT, "93655004", "other-primary-malignancy"),  # melanoma of skin
+    (SCT, "363443007", "other-primary-malignancy"),  # ovary
+    (SCT, "254878006", "other-primary-malignancy"),  # endometrial carcinoma
+    (SCT, "363418001", "other-primary-malignancy"),  # pancreas
+    (SCT, "93143009", "other-primary-malignancy"),  # leukemia
+    (SCT, "94627008", "metastatic-disease"),  # peritoneum
+    (SCT, "94161006", "metastatic-disease"),  # adrenal gland
+    (SCT, "1155991005", "metastatic-disease"),  # leptomeninges
+    (SCT, "307593001", "metastatic-disease"),  # carcinomatosis
+    (SCT, "94181007", "regional-nodal-disease"),  # axillary nodes
+    (SCT, "94614009", "regional-nodal-disease"),  # supraclavicular nodes
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
@@ -99,6 +115,9 @@ MUST_NOT_MAP_TO = [
     (ICD9, "V10.83", "other-primary-malignancy"),
     (ICD10, "Z85.3", "history-of-other-cancer"),  # breast history keeps its own concept
     (ICD9, "V10.3", "history-of-other-cancer"),
+    (SCT, "94181007", "metastatic-disease"),  # axillary nodes are regional
+    (SCT, "94614009", "metastatic-disease"),  # supraclavicular nodes are regional
+    (SCT, "254837009", "other-primary-malignancy"),  # breast cancer is not "another" cancer
 ]
 
 
