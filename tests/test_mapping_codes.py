@@ -98,6 +98,15 @@ MAPS_TO = [
     (SCT, "307593001", "metastatic-disease"),  # carcinomatosis
     (SCT, "94181007", "regional-nodal-disease"),  # axillary nodes
     (SCT, "94614009", "regional-nodal-disease"),  # supraclavicular nodes
+    # mastectomy and breast-conserving surgery
+    (CPT, "19301", "breast-surgery"),
+    (CPT, "19302", "breast-surgery"),
+    (CPT, "19303", "mastectomy"),
+    (CPT, "19307", "mastectomy"),
+    (CPT, "19307", "breast-surgery"),
+    (SCT, "726437009", "mastectomy"),  # modified radical mastectomy of left breast
+    (SCT, "22418005", "mastectomy"),  # simple mastectomy of bilateral breasts
+    (SCT, "429242008", "mastectomy"),  # history of right mastectomy
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
@@ -118,6 +127,8 @@ MUST_NOT_MAP_TO = [
     (SCT, "94181007", "metastatic-disease"),  # axillary nodes are regional
     (SCT, "94614009", "metastatic-disease"),  # supraclavicular nodes are regional
     (SCT, "254837009", "other-primary-malignancy"),  # breast cancer is not "another" cancer
+    (CPT, "19301", "mastectomy"),  # partial mastectomy keeps the breast
+    (SCT, "726636007", "mastectomy"),  # purely prophylactic: left out
 ]
 
 
