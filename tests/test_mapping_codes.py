@@ -107,6 +107,18 @@ MAPS_TO = [
     (SCT, "726437009", "mastectomy"),  # modified radical mastectomy of left breast
     (SCT, "22418005", "mastectomy"),  # simple mastectomy of bilateral breasts
     (SCT, "429242008", "mastectomy"),  # history of right mastectomy
+    # labs by analyte, every common LOINC
+    (LOINC, "1779-8", "alkaline-phosphatase"),
+    (LOINC, "30239-8", "aspartate-aminotransferase"),  # with P-5'-P
+    (LOINC, "88112-8", "aspartate-aminotransferase"),  # no addition of P-5'-P
+    (LOINC, "1743-4", "alanine-aminotransferase"),
+    (LOINC, "1744-2", "alanine-aminotransferase"),
+    (LOINC, "14631-6", "bilirubin-total"),  # molar
+    (LOINC, "14804-9", "lactate-dehydrogenase"),
+    (LOINC, "2000-8", "calcium"),  # molar
+    (LOINC, "17861-6", "calcium"),  # mass
+    (LOINC, "1995-0", "calcium-ionized"),
+    (LOINC, "17842-6", "tumor-marker"),
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
@@ -129,7 +141,16 @@ MUST_NOT_MAP_TO = [
     (SCT, "254837009", "other-primary-malignancy"),  # breast cancer is not "another" cancer
     (CPT, "19301", "mastectomy"),  # partial mastectomy keeps the breast
     (SCT, "726636007", "mastectomy"),  # purely prophylactic: left out
+    (LOINC, "1995-0", "calcium"),  # ionized calcium is its own analyte
 ]
+
+
+def test_every_lab_code_names_its_unit() -> None:
+    doc = load_json(MAPPINGS / "labs.json")
+    for concept_id, concept in doc["concepts"].items():
+        for entry in concept["codes"]:
+            if entry["system"] == LOINC:
+                assert entry.get("note"), f"{concept_id}: {entry['code']} has no unit note"
 
 
 @pytest.mark.parametrize(("system", "code", "concept"), MAPS_TO)
