@@ -99,6 +99,7 @@ MAPS_TO = [
     (SCT, "94181007", "regional-nodal-disease"),  # axillary nodes
     (SCT, "94614009", "regional-nodal-disease"),  # supraclavicular nodes
     # mastectomy and breast-conserving surgery
+    (CPT, "19301", "breast-conserving-surgery"),
     (CPT, "19301", "breast-surgery"),
     (CPT, "19302", "breast-surgery"),
     (CPT, "19303", "mastectomy"),
@@ -116,6 +117,7 @@ MAPS_TO = [
     (LOINC, "14631-6", "bilirubin-total"),  # molar
     (LOINC, "14804-9", "lactate-dehydrogenase"),
     (LOINC, "2000-8", "calcium"),  # molar
+    (LOINC, "2000-8", "calcium-other-loinc"),
     (LOINC, "17861-6", "calcium"),  # mass
     (LOINC, "1995-0", "calcium-ionized"),
     (LOINC, "17842-6", "tumor-marker"),
