@@ -121,6 +121,21 @@ MAPS_TO = [
     (LOINC, "17861-6", "calcium"),  # mass
     (LOINC, "1995-0", "calcium-ionized"),
     (LOINC, "17842-6", "tumor-marker"),
+    # systemic therapy by class (RxNorm ingredients and clinical drugs)
+    (RXNORM, "72962", "cytotoxic-chemotherapy"),  # docetaxel
+    (RXNORM, "72962", "chemotherapy"),
+    (RXNORM, "40048", "cytotoxic-chemotherapy"),  # carboplatin
+    (RXNORM, "194000", "chemotherapy"),  # capecitabine
+    (RXNORM, "1045456", "cytotoxic-chemotherapy"),  # eribulin 0.5 MG/ML injection
+    (RXNORM, "1860480", "chemotherapy"),  # docetaxel 20 MG/ML injection
+    (ICD10, "Z79.631", "cytotoxic-chemotherapy"),
+    (RXNORM, "224905", "her2-directed-therapy"),  # trastuzumab
+    (RXNORM, "1371041", "her2-directed-therapy"),  # ado-trastuzumab emtansine
+    (RXNORM, "1601374", "cdk46-inhibitor"),  # palbociclib
+    (RXNORM, "845507", "other-targeted-antineoplastic"),  # everolimus 10 MG
+    (ICD10, "Z51.12", "immunotherapy"),
+    (ICD10, "Z51.12", "chemotherapy"),
+    (ICD10, "Z92.26", "completed-treatment-history"),
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
@@ -144,7 +159,31 @@ MUST_NOT_MAP_TO = [
     (CPT, "19301", "mastectomy"),  # partial mastectomy keeps the breast
     (SCT, "726636007", "mastectomy"),  # purely prophylactic: left out
     (LOINC, "1995-0", "calcium"),  # ionized calcium is its own analyte
+    (RXNORM, "10324", "chemotherapy"),  # tamoxifen is adjuvant endocrine therapy
+    (RXNORM, "199224", "cytotoxic-chemotherapy"),  # anastrozole
+    (RXNORM, "105585", "chemotherapy"),  # methotrexate 2.5 MG tablet: rheumatology dose
+    (RXNORM, "977434", "other-targeted-antineoplastic"),  # everolimus 0.5 MG: transplant
+    (RXNORM, "224905", "chemotherapy"),  # HER2 therapy is its own class (not wired yet)
 ]
+
+
+ADJUVANT_ENDOCRINE = ("endocrine-therapy", "fulvestrant")
+SYSTEMIC_CLASSES = (
+    "chemotherapy",
+    "cytotoxic-chemotherapy",
+    "her2-directed-therapy",
+    "cdk46-inhibitor",
+    "immunotherapy",
+    "other-targeted-antineoplastic",
+)
+
+
+def test_endocrine_therapy_never_lands_in_a_systemic_therapy_class() -> None:
+    doc = load_json(MAPPINGS / "treatment.json")
+    for concept_id in ADJUVANT_ENDOCRINE:
+        for entry in doc["concepts"][concept_id]["codes"]:
+            found = KNOWLEDGE.codes.lookup(entry["system"], entry["code"])
+            assert not found & set(SYSTEMIC_CLASSES), (concept_id, entry["code"], found)
 
 
 def test_every_lab_code_names_its_unit() -> None:
