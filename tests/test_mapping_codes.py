@@ -136,6 +136,11 @@ MAPS_TO = [
     (ICD10, "Z51.12", "immunotherapy"),
     (ICD10, "Z51.12", "chemotherapy"),
     (ICD10, "Z92.26", "completed-treatment-history"),
+    # SNOMED CT symptoms and findings
+    (SCT, "11833005", "cough"),  # dry cough
+    (SCT, "66931009", "abnormal-liver-or-bone-labs-diagnosis"),  # hypercalcaemia
+    (SCT, "60046008", "other-sign-or-finding"),  # pleural effusion
+    (SCT, "389026000", "other-sign-or-finding"),  # ascites
 ]
 
 # (system, code, concept it must NOT map to): the distinctions the rules rely on
