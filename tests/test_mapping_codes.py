@@ -131,6 +131,7 @@ MAPS_TO = [
     (ICD10, "Z79.631", "cytotoxic-chemotherapy"),
     (RXNORM, "224905", "her2-directed-therapy"),  # trastuzumab
     (RXNORM, "1371041", "her2-directed-therapy"),  # ado-trastuzumab emtansine
+    (RXNORM, "101306", "her2-directed-therapy"),  # Herceptin (Synthea)
     (RXNORM, "1601374", "cdk46-inhibitor"),  # palbociclib
     (RXNORM, "845507", "other-targeted-antineoplastic"),  # everolimus 10 MG
     (ICD10, "Z51.12", "immunotherapy"),
