@@ -136,6 +136,7 @@ MAPS_TO = [
     (RXNORM, "845507", "other-targeted-antineoplastic"),  # everolimus 10 MG
     (ICD10, "Z51.12", "immunotherapy"),
     (ICD10, "Z51.12", "chemotherapy"),
+    (ICD9, "V58.12", "immunotherapy"),
     (ICD10, "Z92.26", "completed-treatment-history"),
     # SNOMED CT symptoms and findings
     (SCT, "11833005", "cough"),  # dry cough
