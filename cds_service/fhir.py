@@ -37,6 +37,7 @@ from .facts import (
 )
 from .mappings import CodeMap, Knowledge, TextMatcher
 from .memo import Memo
+from .words import WordMatcher
 
 logger = logging.getLogger("cds_service.fhir")
 
@@ -468,6 +469,7 @@ class _Reader:
         self.text = knowledge.text
         self.words = knowledge.words
         self.medications: dict[str, Mapping[str, Any]] = {}
+        self.names = knowledge.readings
 
     def coded(self, concept: Any) -> tuple[frozenset[str], tuple[tuple[str, str], ...]]:
         """Concepts of a CodeableConcept's codes, and how each was found."""
@@ -540,25 +542,34 @@ class _Reader:
 
     def observation(self, raw: Mapping[str, Any]) -> ObservationFact | None:
         code = raw.get("code")
-        concepts, how = self.coded(code)
+        # What it measures, from its code alone: read once per distinct code (a large record
+        # repeats a few lab codes thousands of times).
+        concepts, how, named_by_name, staged = self.observation_name(code)
         value_cc = raw.get("valueCodeableConcept")
-        values, value_how = self.coded(value_cc)
-        how += value_how
-        labels = _texts(code)
-        value_texts = _texts(value_cc) + ([v] if (v := _str(raw.get("valueString"))) else [])
-        denied = raw.get("valueBoolean") is False or any(self.words.denies(t) for t in value_texts)
-        if denied:  # "Cough: Absent", "Bone pain: No": the question is not a symptom
+        values: frozenset[str] = _NO_CONCEPTS
+        if value_cc is not None:
+            values, value_how = self.coded(value_cc)
+            how += value_how
+        value_texts = _texts(value_cc) if value_cc is not None else []
+        if v := _str(raw.get("valueString")):
+            value_texts.append(v)
+        named, named_how = named_by_name
+        if raw.get("valueBoolean") is False or any(self.words.denies(t) for t in value_texts):
+            # "Cough: Absent", "Bone pain: No": the question is not a symptom.
             concepts = concepts - _SYMPTOM_LIKE
-        # What it measures: the lab by its name (a local code "ALK PHOS").
-        named, named_how = self.named("observation", labels, concepts | _NOT_FROM_NAME)
-        if denied:
             named -= _SYMPTOM_LIKE
             named_how = tuple(h for h in named_how if h[0] not in _SYMPTOM_LIKE)
+        named -= concepts
         concepts |= named & _LAB_LIKE
         values |= named - _LAB_LIKE
         how += named_how
+        notes = _notes(raw) if "note" in raw else []
+        if not value_texts and not notes and "component" not in raw:
+            if not concepts and not values:
+                return None
+            return _observation(raw, concepts, values, self.text, how, self.words)
         # What it says: the answer, the value written as text, notes, components.
-        said = value_texts + _notes(raw)  # the name was read above: "Disease progression?"
+        said = value_texts + notes  # the name was read above: "Disease progression?"
         for component in _list(raw.get("component")):
             part = _dict(component)
             if part.get("valueBoolean") is False:
@@ -580,11 +591,8 @@ class _Reader:
         said_concepts, said_how = self.named("observation", said, values | _LAB_LIKE)
         values |= said_concepts
         how += said_how
-        staged = concepts & {"stage-group-observation", "m-category-observation"} or any(
-            _STAGING_WORDS.search(t.upper()) for t in labels
-        )
         if not values & {"stage-iv-value", "m1-value"} and staged:
-            if any(self.text.distant_stage(t) for t in value_texts + _notes(raw)):
+            if any(self.text.distant_stage(t) for t in value_texts + notes):
                 distant = "m1-value" if "m-category-observation" in concepts else "stage-iv-value"
                 if not concepts & {"stage-group-observation", "m-category-observation"}:
                     distant = "metastatic-disease"
@@ -592,7 +600,33 @@ class _Reader:
                 how += ((distant, "stage text (TNM M1 or stage IV)"),)
         if not concepts and not values:
             return None
-        return _observation(raw, concepts, values, self.text, how)
+        return _observation(raw, concepts, values, self.text, how, self.words)
+
+    def observation_name(
+        self, code: Any
+    ) -> tuple[
+        frozenset[str],
+        tuple[tuple[str, str], ...],
+        tuple[frozenset[str], tuple[tuple[str, str], ...]],
+        bool,
+    ]:
+        """What an Observation's code says: the concepts of its codes, those its name gives
+        (the lab by its name "ALK PHOS", a symptom asked "Cough"), and whether it is a staging
+        result; remembered per distinct code."""
+        try:
+            key = orjson.dumps(code)  # the same code arrives as the same JSON
+        except TypeError:
+            key = b""
+        found = self.names.get(key)
+        if found is None:
+            concepts, how = self.coded(code)
+            labels = _texts(code)
+            named = self.named("observation", labels, concepts | _NOT_FROM_NAME)
+            staged = bool(concepts & _STAGING_CONCEPTS) or any(
+                _STAGING_WORDS.search(t.upper()) for t in labels
+            )
+            found = self.names.remember(key, (concepts, how, named, staged))
+        return found  # type: ignore[no-any-return]
 
     # --- Procedures, reports, record orders
 
@@ -676,6 +710,7 @@ _SYMPTOM_LIKE = frozenset(SYMPTOMS)
 _WARNING_ENABLERS_FROM_REPORTS = frozenset(
     {"invasive-breast-cancer", "personal-history-breast-cancer", "breast-cancer-in-remission"}
 )
+_STAGING_CONCEPTS = frozenset({"stage-group-observation", "m-category-observation"})
 _STAGING_WORDS = re.compile(r"\b(STAGE|STAGING|TNM|AJCC)\b")
 
 
@@ -685,6 +720,7 @@ def _observation(
     values: frozenset[str],
     text: TextMatcher | None = None,
     how: tuple[tuple[str, str], ...] = (),
+    words: WordMatcher | None = None,
 ) -> ObservationFact:
     # Hot on large records (thousands of labs): concrete type checks, nothing built that is
     # not kept.
@@ -709,10 +745,15 @@ def _observation(
             for coding in _list(_dict(concept).get("coding"))
             if (code := _str(_dict(coding).get("code")))
         )
-        if not interpretation and text is not None:
-            # Only words ("High", "Abnormal"): read as the abnormal code they stand for.
-            words = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
-            if any(text.mentions_finding(w) for w in words if w):
+        if not interpretation and (text is not None or words is not None):
+            # Only words ("H", "High", "Abnormal"): read as the abnormal code they stand for.
+            said = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
+            if any(
+                (words is not None and words.says_abnormal(w))
+                or (text is not None and text.mentions_finding(w))
+                for w in said
+                if w
+            ):
                 interpretation = _ABNORMAL_BY_TEXT
     value_bool = raw.get("valueBoolean")
     return ObservationFact(
@@ -758,11 +799,16 @@ def _same_unit(value: float, quantity: Mapping[str, Any], bound: Mapping[str, An
 _ABNORMAL_BY_TEXT = frozenset({"A"})  # v3 ObservationInterpretation "Abnormal"
 # A reference range written only as text, "40-129 U/L" or "40 - 129": its upper bound.
 _RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\b")
+# Only an upper limit: "<38", "< 38 U/mL", "<=5.0", "≤ 38", "up to 38".
+_UPPER_TEXT = re.compile(r"^\s*(?:<=?|≤|up to)\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE)
 
 
 def _range_high(text: str | None) -> float | None:
     match = _RANGE_TEXT.match(text) if text else None
-    return float(match.group(2)) if match else None
+    if match:
+        return float(match.group(2))
+    upper = _UPPER_TEXT.match(text) if text else None
+    return float(upper.group(1)) if upper else None
 
 
 def _procedure(
@@ -857,19 +903,20 @@ def build_facts(
     ``validate_cited`` can validate the few records a card cites.
     """
     reader = _Reader(knowledge)
-    items = []
-    seen: set[tuple[str, str]] = set()
+    items: list[tuple[str, int, Mapping[str, Any]]] = []
+    seen: dict[str, set[str]] = {}  # ids per type: one resource reached by two searches
     for key, found in resources.items():
         for index, raw in enumerate(found):
             if type(raw) is not dict:
                 continue
-            rid = raw.get("id")
-            if type(rid) is str and rid:
-                # One resource reached by two searches (a lab both by code and by recency).
-                ident = (str(raw.get("resourceType")), rid)
-                if ident in seen:
+            rid, rtype = raw.get("id"), raw.get("resourceType")
+            if type(rid) is str and type(rtype) is str:  # a client's id may be anything
+                ids = seen.get(rtype)
+                if ids is None:
+                    ids = seen[rtype] = set()
+                elif rid in ids:
                     continue
-                seen.add(ident)
+                ids.add(rid)
             items.append((key, index, raw))
     for _, _, raw in items:
         if raw.get("resourceType") == "Medication" and (mid := _str(raw.get("id"))):

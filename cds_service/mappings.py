@@ -235,9 +235,15 @@ class WordConcept(_Strict):
     note: str | None = None
 
 
+class InterpretationDef(_Strict):
+    description: str
+    abnormal: tuple[str, ...] = Field(min_length=1)
+
+
 class WordsFile(_Strict):
     description: str
     negation: NegationDef
+    interpretation: InterpretationDef
     word_only: dict[str, str] = {}
     concepts: dict[str, WordConcept] = Field(min_length=1)
 
@@ -337,14 +343,22 @@ class CodeMap:
     def codes_of(self, concept: str, systems: Iterable[str] | None = None) -> list[tuple[str, str]]:
         """The usable exact codes of a concept (for prefetch templates and documentation)."""
         wanted = set(systems) if systems is not None else None
-        usable = USABLE_STRICT if self.concepts[concept].strict else USABLE
-        return [
-            (entry.system, entry.code)
-            for entry in self.concepts[concept].codes
-            if entry.verified in usable
-            and entry.match == "exact"
-            and (wanted is None or entry.system in wanted)
-        ]
+        found: list[tuple[str, str]] = []
+        # The concept's own codes and those of every concept that implies it ("also": the
+        # analyte's other LOINCs, a cytotoxic drug for chemotherapy).
+        for cid, defn in self.concepts.items():
+            if cid != concept and concept not in _closure(self.concepts, cid):
+                continue
+            usable = USABLE_STRICT if defn.strict else USABLE
+            found += [
+                (entry.system, entry.code)
+                for entry in defn.codes
+                if entry.verified in usable
+                and entry.match == "exact"
+                and (wanted is None or entry.system in wanted)
+                and (entry.system, entry.code) not in found
+            ]
+        return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,6 +516,11 @@ class Knowledge:
     override_reasons: OverrideCodeSystem
     files: tuple[str, ...]
     words: WordMatcher
+    # Readings of repeated codes (an Observation's code: its concepts and name), remembered
+    # for this knowledge (fhir._Reader); bounded, as codes come from clients.
+    readings: Memo[Any, Any] = field(
+        default_factory=lambda: Memo(20_000), repr=False, compare=False
+    )
 
 
 def _load_words(

@@ -63,6 +63,7 @@ CONTRADICTED = "contradictory-order"  # not a concept: an order whose codes or t
 MAMMOGRAPHY = "mammography"
 MASTECTOMY = "mastectomy"
 REGIONAL_NODES = "regional-nodal-disease"
+HISTORY_OTHER = "history-of-other-cancer"
 HER2_THERAPY = "her2-directed-therapy"
 CDK46 = "cdk46-inhibitor"
 # Systemic anticancer therapy other than endocrine therapy, by class (mappings/treatment.json):
@@ -129,6 +130,11 @@ REQUIRED_CONCEPTS = frozenset(
         TUMOR_MARKER,
         MASTECTOMY,
         REGIONAL_NODES,
+        HISTORY_OTHER,
+        HER2_THERAPY,
+        CDK46,
+        "immunotherapy",
+        "other-targeted-antineoplastic",
         *SYMPTOMS,
         *LABS,
         *STUDIES,
@@ -459,9 +465,19 @@ def _treatment_exclusions(facts: PatientFacts, today: date, windows: Windows) ->
 
 
 def _other_cancer_exclusions(facts: PatientFacts, today: date) -> list[Exclusion]:
-    """Another primary cancer that is active or recent may justify the imaging on its own."""
+    """Another primary cancer that is active or recent may justify the imaging on its own.
+
+    A personal history of another cancer (Z85.x, V10.x, "history of colon cancer") is history,
+    whatever its clinical status: it counts only when its entry is dated within five years (or
+    has no date at all), when its own follow-up may still use CT. A non-melanoma skin cancer
+    history never counts (as C44 does not)."""
     found = []
     for c in facts.conditions:
+        if HISTORY_OTHER in c.concepts and OTHER_CANCER not in c.concepts and _counts(c):
+            dates = [d for d in (c.onset, c.recorded, c.abatement) if d]
+            if not dates or _within(max(dates), today, 365 * OTHER_CANCER_YEARS):
+                found.append(Exclusion("other-cancer-history", _ev(c, HISTORY_OTHER)))
+            continue
         if OTHER_CANCER not in c.concepts or BREAST_CANCER in c.concepts or not _counts(c):
             continue
         when = c.abatement or _condition_date(c)

@@ -85,6 +85,7 @@ class WordMatcher:
     others: Any  # Automaton of words naming someone else ("family history", "mother")
     terminate: Any  # Automaton of words that end a negation's reach ("reports", "new")
     window: int
+    abnormal: frozenset[str] = frozenset()  # interpretations in words that mean "abnormal"
     _memo: Memo[tuple[str, str], tuple[WordHit, ...]] = field(
         default_factory=lambda: Memo(50_000), repr=False
     )
@@ -122,6 +123,7 @@ class WordMatcher:
             others=_automaton({_literal(c): [c] for c in negation["other_person"]}),
             terminate=_automaton({_literal(c): [c] for c in negation.get("terminate", ())}),
             window=int(negation["window"]),
+            abnormal=frozenset(normalise(w).strip() for w in doc["interpretation"]["abnormal"]),
         )
 
     def find(self, scope: str, text: str | None) -> tuple[WordHit, ...]:
@@ -137,6 +139,10 @@ class WordMatcher:
             for hit in self.find(scope, text):
                 seen.setdefault(hit.concept, hit)
         return tuple(seen.values())
+
+    def says_abnormal(self, text: str | None) -> bool:
+        """Is this interpretation, given as text ("H", "High", "Abnormal"), an abnormal one?"""
+        return bool(text) and normalise(_SEMANTIC_TAG.sub("", text or "")).strip() in self.abnormal
 
     def denies(self, text: str | None) -> bool:
         """Is this answer a denial ("Absent", "No", "Negative", "No (qualifier value)")?"""

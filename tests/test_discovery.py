@@ -67,6 +67,6 @@ def test_observation_template_lists_exactly_the_codes_the_rules_read(app: Flask)
         assert _codes(prefetch[key]) == _expected(app, [rules.MAMMOGRAPHY], everything)
     assert _codes(prefetch["medications"]) == _expected(
         app,
-        [rules.ENDOCRINE, rules.CHEMOTHERAPY, rules.FULVESTRANT],
+        [rules.ENDOCRINE, rules.FULVESTRANT, *rules.SYSTEMIC_THERAPY],
         ["http://www.nlm.nih.gov/research/umls/rxnorm"],
     )

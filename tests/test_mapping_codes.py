@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from cds_service.mappings import load_dir
-from cds_service.rules import REQUIRED_CONCEPTS
+from cds_service.rules import REQUIRED_CONCEPTS, WARNING_ENABLERS
 
 from .conftest import MAPPINGS, load_json
 
-KNOWLEDGE = load_dir(MAPPINGS, REQUIRED_CONCEPTS)
+KNOWLEDGE = load_dir(MAPPINGS, REQUIRED_CONCEPTS, WARNING_ENABLERS)
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 ICD9 = "http://hl7.org/fhir/sid/icd-9-cm"
@@ -216,7 +216,7 @@ def _icd10_entries() -> list[tuple[str, str, dict[str, Any]]]:
     for path in sorted(MAPPINGS.glob("*.json")):
         doc = load_json(path)
         for concept_id, concept in doc.get("concepts", {}).items():
-            for entry in concept["codes"]:
+            for entry in concept.get("codes", ()):  # words.json has phrases, not codes
                 if entry["system"] == ICD10 and not entry.get("fallback"):
                     rows.append((path.name, concept_id, entry))
     return rows

@@ -162,6 +162,52 @@ SILENCED: dict[str, Change] = {
     "tnm-yp-m1": stage_note("ypT0 N0 M1 after neoadjuvant therapy"),
     "stage-4-words": add("observations", said("Cancer staging", "Stage 4 (M1, liver)", "2025-02")),
     # 3. systemic therapy by class, coded locally or named
+    "palbociclib-by-brand": add("medications", med_by_name("IBRANCE 125 MG capsule")),
+    "trastuzumab-local": add("medications", med_by_name("trastuzumab-anns (Kanjinti) 420 mg IV")),
+    "medication-resource-reference": lambda body: (
+        add(
+            "medications",
+            {
+                "resourceType": "Medication",
+                "id": "med-olaparib",
+                "code": {"text": "Lynparza 150 mg tablet"},
+            },
+        )(body),
+        add(
+            "medications",
+            {
+                "resourceType": "MedicationRequest",
+                "id": "mr-olaparib",
+                "status": "active",
+                "intent": "order",
+                "medicationReference": {"reference": "Medication/med-olaparib"},
+                "authoredOn": "2026-08-01",
+            },
+        )(body),
+    ),
+    "pembrolizumab-ended-two-months-ago": add(
+        "medications",
+        med_by_name(
+            "KEYTRUDA 200 mg IV q3w",
+            status="completed",
+            authoredOn="2026-03-01",
+            dispenseRequest={"validityPeriod": {"end": "2026-09-20"}},
+        ),
+    ),
+    "cdk46-brand-coded-locally-on-a-statement": add(
+        "medications",
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms-verzenio",
+            "status": "active",
+            "medicationCodeableConcept": {"text": "Verzenio 150 mg twice daily"},
+            "effectivePeriod": {"start": "2025-06-01"},
+        },
+    ),
+    "recent-z85-other-cancer": add("conditions", condition("Z85.038", recordedDate="2024-05-01")),
+    "history-of-lymphoma-in-words-recent": add(
+        "conditions", local_condition("History of Hodgkin lymphoma", recordedDate="2025-02-01")
+    ),
     "capecitabine-brand": add("medications", med_by_name("Xeloda 500 mg tablet")),
     "chemo-stopped-last-month": add(
         "medications",
@@ -242,6 +288,15 @@ WARNED: dict[str, Change] = {
         "conditions", local_condition("Basal cell carcinoma of nose, excised 2009")
     ),
     "letrozole-by-brand": add("medications", med_by_name("Femara 2.5 mg tablet")),
+    "z85-colon-history-entered-2009": add(
+        "conditions", condition("Z85.038", recordedDate="2009-03-01")
+    ),
+    "z85-skin-history": add("conditions", condition("Z85.828", recordedDate="2024-01-01")),
+    "prediabetes-r73-03": add("conditions", condition("R73.03", recordedDate="2026-10-01")),
+    "history-of-lymphoma-in-words-old": add(
+        "conditions",
+        local_condition("History of Hodgkin lymphoma, treated 1989", recordedDate="2012-01-01"),
+    ),
     "migrated-icd-entry-ended-2016": add(
         "conditions",
         condition(

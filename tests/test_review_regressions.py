@@ -140,7 +140,7 @@ SILENCED: dict[str, Change] = {
             "C34.90", status="remission", onsetDateTime="2023-01-01", abatementDateTime="2025-03-01"
         ),
     ),
-    "other-cancer-history-z85": add("conditions", condition("Z85.038", recordedDate="2019-01-01")),
+    "other-cancer-history-z85": add("conditions", condition("Z85.038", recordedDate="2023-01-01")),
     "other-cancer-active-since-2010": add(
         "conditions", condition("C34.90", onsetDateTime="2010-01-01")
     ),
