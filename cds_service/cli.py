@@ -145,7 +145,11 @@ def _check_mappings(args: argparse.Namespace) -> int:
         total += len(concept.codes)
         if args.verbose:
             print(f"{codes.sources[concept_id]:28} {concept_id:40} {len(concept.codes):3} codes")
-    print(f"ok: {len(codes.concepts)} concepts, {total} codes in {len(knowledge.files)} files")
+    phrases = knowledge.words.phrase_count
+    print(
+        f"ok: {len(codes.concepts)} concepts, {total} codes in {len(knowledge.files)} files; "
+        f"{phrases} phrases in words.json"
+    )
     return 0
 
 

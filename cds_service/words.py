@@ -86,6 +86,7 @@ class WordMatcher:
     terminate: Any  # Automaton of words that end a negation's reach ("reports", "new")
     window: int
     abnormal: frozenset[str] = frozenset()  # interpretations in words that mean "abnormal"
+    phrase_count: int = 0  # plain phrases once expanded, over all scopes (check-mappings)
     _memo: Memo[tuple[str, str], tuple[WordHit, ...]] = field(
         default_factory=lambda: Memo(50_000), repr=False
     )
@@ -124,6 +125,7 @@ class WordMatcher:
             terminate=_automaton({_literal(c): [c] for c in negation.get("terminate", ())}),
             window=int(negation["window"]),
             abnormal=frozenset(normalise(w).strip() for w in doc["interpretation"]["abnormal"]),
+            phrase_count=sum(len(found) for found in literals.values()),
         )
 
     def find(self, scope: str, text: str | None) -> tuple[WordHit, ...]:

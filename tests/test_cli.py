@@ -51,6 +51,35 @@ def test_evaluate_prints_the_seed_warning(capsys: pytest.CaptureFixture[str]) ->
     assert [card["indicator"] for card in body["cards"]] == ["warning"]
 
 
+def test_evaluate_explain_names_the_records_and_phrases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--explain: each verdict's rule and the record, code or phrase behind it (to stderr,
+    so that stdout stays the JSON response)."""
+    body = json.loads((FIXTURES / "requests" / "seed-pet-ct.json").read_text())
+    body["prefetch"]["conditions"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "local-mets",
+                "code": {"text": "Breast ca with bony mets"},
+                "recordedDate": "2026-10-01",
+            }
+        }
+    )
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(body))
+    assert main(["evaluate", str(request), "--today", "2026-11-25", "--explain"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["cards"] == []
+    assert "pet-ct -> silent (metastatic-disease)" in err
+    assert "Condition/local-mets 2026-10-01 metastatic-disease" in err
+    assert "[words 'METS']" in err
+    # Without --explain, nothing but the response.
+    assert main(["evaluate", str(request), "--today", "2026-11-25"]) == 0
+    assert "explain:" not in capsys.readouterr().err
+
+
 def test_evaluate_reports_a_bad_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hook": "order-sign", "context": {}}))

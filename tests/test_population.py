@@ -10,12 +10,14 @@ counts that add up.
 
 Cohort: the PySynthea (``tietai-synthea``) patients that ``python -m bench`` generates and
 caches under bench/.cache (see bench/records.py), and the Synthea bundles of
-../shared/external/synthea. Skipped, saying why, when neither is on this machine.
+../shared/external/synthea, and any Synthea FHIR bundles in the folder CDS_POPULATION_DIR names
+(a larger cohort made by hand). Skipped, saying why, when none is on this machine.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -104,6 +106,10 @@ def _cohort_files() -> list[tuple[str, Path]]:
     shared = EXTERNAL / "synthea"
     if shared.is_dir():
         files += [("shared", p) for p in sorted(shared.glob("*.json"))]
+    # A larger cohort made by hand (`synthea -p 150 ... -o DIR`): CDS_POPULATION_DIR=DIR/fhir.
+    extra = os.environ.get("CDS_POPULATION_DIR")
+    if extra and Path(extra).is_dir():
+        files += [("extra", p) for p in sorted(Path(extra).glob("*.json"))]
     return files
 
 
