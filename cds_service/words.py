@@ -30,6 +30,8 @@ SCOPES = ("condition", "observation", "medication", "procedure", "report", "orde
 
 _CLAUSES = re.compile(r"[.;!?\n\r](?=\s|$)|[;!?\n\r]|\b(?:BUT|HOWEVER|ALTHOUGH|THOUGH)\b")
 _NOT_WORD = re.compile(r"[^0-9A-Z]+")
+_REACH = 120  # characters around a hit that negation cues are looked for in
+_MEMO_TEXT = 2048  # longer texts are read each time rather than remembered
 _GROUP = re.compile(r"\(([^()]*)\)")
 _SEMANTIC_TAG = re.compile(r"\s*\((qualifier value|finding|disorder|situation)\)\s*$", re.I)
 
@@ -132,6 +134,8 @@ class WordMatcher:
         """The concepts the text names (not negated, about the patient), once each."""
         if not text or not text.strip():
             return ()
+        if len(text) > _MEMO_TEXT:  # a long note: read, not remembered (memory is bounded)
+            return self._find(scope, text)
         return self._memo.recall((scope, text), self._find, scope, text)
 
     def concepts(self, scope: str, texts: Iterable[str | None]) -> tuple[WordHit, ...]:
@@ -181,7 +185,8 @@ class WordMatcher:
         return tuple(found.values())
 
     def _negated(self, clause: str, start: int, end: int) -> bool:
-        before = clause[:start].split()[-self.window :]
+        # Bounded slices around the hit: reading a negation costs the same in a 100 KiB note.
+        before = clause[max(0, start - _REACH) : start].split()[-self.window :]
         if before:
             window = " " + " ".join(before) + " "
             stops = [end for end, _ in self.terminate.iter(window)] if len(self.terminate) else []
@@ -194,10 +199,11 @@ class WordMatcher:
                 )
             if _any(self.before, window):
                 return True
-        rest = clause[clause.find(" ", end) :].strip()  # after the word (a stem ends inside it)
+        word_end = clause.find(" ", end)  # after the word (a stem ends inside it)
+        rest = clause[word_end : word_end + _REACH].strip()
         if not rest:
             return False
-        if rest in self.after_alone:
+        if rest in self.after_alone and len(clause) - word_end <= _REACH:
             return True
         return any(rest == cue or rest.startswith(cue + " ") for cue in self.after)
 
