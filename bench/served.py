@@ -150,15 +150,17 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server exited: {self.log_tail()}")
+            # Closed whatever happens: a worker still booting (a slow, shared machine) times
+            # the read out, and an unclosed socket is a ResourceWarning (an error in tests).
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
             try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
                 conn.request("GET", "/cds-services")
                 if conn.getresponse().status == 200:
-                    conn.close()
                     return
-                conn.close()
             except OSError:
                 pass
+            finally:
+                conn.close()
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} server not ready in {timeout:.0f} s: {self.log_tail()}")
 
