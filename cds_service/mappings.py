@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ CODE_SYSTEMS_FILE = "code-systems.json"
 TEXT_PATTERNS_FILE = "order-text-patterns.json"
 GUIDELINE_FILE = "acr-variant-10.json"
 OVERRIDE_FILE = "override-reasons.json"
+WORDING_FILE = "wording.json"
 
 
 class _Strict(BaseModel):
@@ -147,6 +149,67 @@ class GuidelineFile(_Strict):
     alternative: str
     counselling: tuple[str, ...]
     tumor_markers: TumorMarkerInfo
+    description: str | None = None
+
+
+class CardWording(_Strict):
+    """The cards' fixed phrases; ``{name}`` placeholders are filled in by ``cards.py``."""
+
+    warning_summary: str
+    rating: str
+    radiation: str
+    why_short: dict[str, str]  # study -> the card's one line of why
+    instead: str
+    this_patient_none: str
+    more_records: str
+    order_reason: str
+    order_reason_coded: str
+    long_standing: str
+    mammogram_due: str
+    changes: str
+    more_link: str
+    remove_label: str
+    mammogram_label: str
+    targeted_summary: str
+    targeted_summary_untargeted: str
+    targeted_intro: str
+    targeted_more_link: str
+    tumor_marker_summary: str
+    tumor_marker_lead: str
+    tumor_marker_why: str
+    tumor_marker_more_link: str
+    handout_link: str
+
+
+class GuidancePage(_Strict):
+    title: str
+    lead: str
+    rationale: tuple[str, ...]
+    counselling_heading: str = ""
+
+
+class HandoutSection(_Strict):
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    bullets: tuple[str, ...] = ()
+
+
+class Handout(_Strict):
+    title: str
+    lead: str
+    sections: tuple[HandoutSection, ...] = Field(min_length=1)
+    footer: str
+
+
+GUIDANCE_KINDS = ("surveillance-imaging", "targeted-imaging", "tumour-markers")
+
+
+class WordingFile(_Strict):
+    """``wording.json``: what clinicians and patients read (cards, guidance pages, handout)."""
+
+    card: CardWording
+    pages: dict[str, GuidancePage]
+    handout: Handout
     description: str | None = None
 
 
@@ -464,6 +527,7 @@ class Knowledge:
     guideline: GuidelineFile
     override_reasons: OverrideCodeSystem
     files: tuple[str, ...]
+    wording: WordingFile
 
 
 def _load_systems(path: Path) -> CodeSystems:
@@ -601,7 +665,13 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     concept_file: dict[str, Path] = {}
     files = []
     for path in sorted(root.glob("*.json")):
-        if path.name in (CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE, OVERRIDE_FILE):
+        if path.name in (
+            CODE_SYSTEMS_FILE,
+            TEXT_PATTERNS_FILE,
+            GUIDELINE_FILE,
+            OVERRIDE_FILE,
+            WORDING_FILE,
+        ):
             continue
         files.append(path.name)
         try:
@@ -709,7 +779,47 @@ def load_dir(directory: Path | str, required: Iterable[str] = ()) -> Knowledge:
     codes_seen = [c.code for c in overrides.concept]
     if len(codes_seen) != len(set(codes_seen)):
         raise MappingError(str(override_path), "concept", "duplicate code")
-    return Knowledge(code_map, text, guideline, overrides, tuple(files))
+    wording = _load_wording(root / WORDING_FILE, guideline)
+    return Knowledge(code_map, text, guideline, overrides, tuple(files), wording)
+
+
+# The placeholders each card phrase may use (cards.py fills them in).
+_PLACEHOLDERS = {
+    "warning_summary": {"study"},
+    "more_records": {"count"},
+    "order_reason": {"reason"},
+    "long_standing": {"records"},
+    "remove_label": {"study"},
+    "targeted_summary": {"label", "targeted", "study"},
+    "targeted_summary_untargeted": {"label", "study"},
+    "tumor_marker_summary": {"order"},
+}
+
+
+def _load_wording(path: Path, guideline: GuidelineFile) -> WordingFile:
+    if not path.is_file():
+        raise MappingError(str(path), "", "file is missing")
+    try:
+        doc = WordingFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    for name, text in doc.card:
+        if not isinstance(text, str):
+            continue
+        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+        unknown = used - _PLACEHOLDERS.get(name, set())
+        if unknown:
+            raise MappingError(str(path), f"card.{name}", f"unknown placeholders {sorted(unknown)}")
+    warned = {k for k, v in guideline.studies.items() if v.warn}
+    missing = sorted(warned - set(doc.card.why_short))
+    if missing:
+        raise MappingError(str(path), "card.why_short", f"no line for the studies {missing}")
+    unknown_studies = sorted(set(doc.card.why_short) - set(guideline.studies))
+    if unknown_studies:
+        raise MappingError(str(path), "card.why_short", f"unknown studies {unknown_studies}")
+    if set(doc.pages) != set(GUIDANCE_KINDS):
+        raise MappingError(str(path), "pages", f"expected exactly {list(GUIDANCE_KINDS)}")
+    return doc
 
 
 def _load_guideline(path: Path, concepts: Mapping[str, Any]) -> GuidelineFile:
