@@ -134,30 +134,31 @@ def call_service(service_id: str) -> Response:
     silent = state.site.silent
     sent = {c["uuid"] for c in cards} if not silent else set()
     latency = (time.perf_counter() - started) * 1000
-    state.store.record_call(
-        received_at=now(),
-        service_id=service.id,
-        hook=req.hook,
-        hook_instance=req.hook_instance,
-        patient_id=req.patient_id,
-        latency_ms=latency,
-        silent=silent,
-        data_origin=",".join(f"{k}:{v}" for k, v in sorted(origin.items())),
-        verdicts=[
-            VerdictRow(
-                order_ref=f.order.reference,
-                study=f.study,
-                verdict=f.verdict,
-                rule=f.reason,
-                indicator=card["indicator"] if card and card["uuid"] in sent else None,
-                card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
-                consult_id=advice.consult_ids.get(f.order.reference),
-                suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
-            )
-            for f in findings
-            for card in [advice.card_for.get(f.order.reference)]
-        ],
-    )
+    if state.settings.audit_calls:
+        state.store.record_call(
+            received_at=now(),
+            service_id=service.id,
+            hook=req.hook,
+            hook_instance=req.hook_instance,
+            patient_id=req.patient_id,
+            latency_ms=latency,
+            silent=silent,
+            data_origin=",".join(f"{k}:{v}" for k, v in sorted(origin.items())),
+            verdicts=[
+                VerdictRow(
+                    order_ref=f.order.reference,
+                    study=f.study,
+                    verdict=f.verdict,
+                    rule=f.reason,
+                    indicator=card["indicator"] if card and card["uuid"] in sent else None,
+                    card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
+                    consult_id=advice.consult_ids.get(f.order.reference),
+                    suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
+                )
+                for f in findings
+                for card in [advice.card_for.get(f.order.reference)]
+            ],
+        )
     logger.info(
         "hook call",
         extra={
