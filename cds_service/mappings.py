@@ -192,6 +192,7 @@ class HandoutSection(_Strict):
     heading: str
     paragraphs: tuple[str, ...] = ()
     bullets: tuple[str, ...] = ()
+    urgent: bool = False  # shown as a red box (what to report the same day)
 
 
 class Handout(_Strict):

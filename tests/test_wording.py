@@ -213,6 +213,7 @@ def test_handout_speaks_to_patients_in_plain_words(client: FlaskClient) -> None:
 def test_handout_has_a_printable_layout(client: FlaskClient) -> None:
     page = client.get("/handouts/breast-surveillance").get_data(as_text=True)
     assert "@media print" in page and "@page" in page
+    assert page.count('class="box urgent"') == 1  # what to report the same day stands out
 
 
 # --- the wording file is checked at start-up --------------------------------------------------
