@@ -208,7 +208,7 @@ def _suggestions(
                 "actions": [
                     {
                         "type": "delete",
-                        "description": f"Remove the draft order {order.text}".strip(),
+                        "description": words.remove_action.format(order=order.text).strip(),
                         "resourceId": order.reference,
                     }
                 ],
@@ -220,14 +220,14 @@ def _suggestions(
             actions.append(
                 {
                     "type": "delete",
-                    "description": f"Remove the draft order {order.text}".strip(),
+                    "description": words.remove_action.format(order=order.text).strip(),
                     "resourceId": order.reference,
                 }
             )
         actions.append(
             {
                 "type": "create",
-                "description": "Order a bilateral mammogram (none recorded in the last 12 months)",
+                "description": words.mammogram_action,
                 "resource": _mammogram_order(where),
             }
         )

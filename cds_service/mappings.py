@@ -170,6 +170,8 @@ class CardWording(_Strict):
     more_link: str
     remove_label: str
     mammogram_label: str
+    remove_action: str
+    mammogram_action: str
     targeted_summary: str
     targeted_summary_untargeted: str
     targeted_intro: str
@@ -791,6 +793,7 @@ _PLACEHOLDERS = {
     "order_reason": {"reason"},
     "long_standing": {"records"},
     "remove_label": {"study"},
+    "remove_action": {"order"},
     "targeted_summary": {"label", "targeted", "study"},
     "targeted_summary_untargeted": {"label", "study"},
     "tumor_marker_summary": {"order"},

@@ -241,3 +241,9 @@ def _edited(tmp_path: Path, edit: Any) -> Path:
 def test_bad_wording_stops_start_up(tmp_path: Path, edit: Any, message: str) -> None:
     with pytest.raises(MappingError, match=message):
         load_dir(_edited(tmp_path, edit), REQUIRED_CONCEPTS)
+
+
+def test_openapi_describes_the_guidance_pages(client: FlaskClient) -> None:
+    doc = json.loads(client.get("/openapi.json").get_data())
+    [parameter] = doc["paths"]["/guidance/{kind}"]["get"]["parameters"]
+    assert parameter["schema"]["enum"] == list(GUIDANCE_KINDS)
