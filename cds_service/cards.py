@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ SUMMARY_MAX = 139  # the spec says "<140 characters"; Inferno's CRD kit rejects 
 HANDOUT_PATH = "/handouts/breast-surveillance"
 GUIDANCE_PATH = "/guidance/"  # + a card kind (mappings.GUIDANCE_KINDS)
 EVIDENCE_SHOWN = 2  # records named per list on a card; the rest are counted
+WORD_BUDGET = 120  # a warning's detail, in words a reader sees (issue 18)
 OVERRIDE_PATH = "/CodeSystem/override-reason"
 PAMA = "http://fhir.org/argonaut/Extension/"
 PAMA_RATING_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
@@ -90,11 +92,17 @@ def _when(value: date | None) -> str:
     return f", {value.isoformat()}" if value else ""
 
 
-def _records(items: Iterable[Evidence], more: str = "", limit: int = 0) -> str:
-    """The records as "label (kind, date)"; past ``limit`` (0: none) the rest are counted."""
+def _records(
+    items: Iterable[Evidence], more: str = "", limit: int = 0, label_words: int = 0
+) -> str:
+    """The records as "label (kind, date)"; past ``limit`` (0: none) the rest are counted;
+    labels longer than ``label_words`` (0: any length) are cut."""
     seen: list[str] = []
     for item in items:
-        line = f"{item.label or item.concept} ({item.kind}{_when(item.when)})"
+        label = item.label or item.concept
+        if label_words:
+            label = _fit_words(label, label_words)
+        line = f"{label} ({item.kind}{_when(item.when)})"
         if line not in seen:
             seen.append(line)
     if limit and len(seen) > limit:
@@ -241,17 +249,18 @@ def _suggestions(
     return suggestions
 
 
-def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
-    """Variant 10: at most ~120 words (tests/test_wording.py). The rating and radiation, one
-    line of why, the alternative, the records that put this patient in the scenario and what
-    would change the answer; the rest is on the guidance page it links to."""
-    g = knowledge.guideline
-    words = knowledge.wording.card
+def _warning_detail(
+    finding: Finding,
+    words: CardWording,
+    info: StudyInfo,
+    name: str,
+    page: str,
+    where: Presentation,
+    shown: int,
+    label_words: int,
+) -> str:
     study = finding.study or ""
-    info = g.studies[study]
-    name = _study_name(info, finding.order.text)
-    page = guidance_url(where, "surveillance-imaging", study)
-    patient = _records(finding.evidence, words.more_records, EVIDENCE_SHOWN)
+    patient = _records(finding.evidence, words.more_records, shown, label_words)
     lines = [
         f"**{name}: {info.rating}** {words.rating} {_radiation(info, words.radiation)}".rstrip(),
         "",
@@ -266,7 +275,7 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         line = words.order_reason.format(reason=reason) if reason else words.order_reason_coded
         lines += ["", line]
     if finding.long_standing:
-        records = _records(finding.long_standing, words.more_records, EVIDENCE_SHOWN)
+        records = _records(finding.long_standing, words.more_records, shown, label_words)
         lines += ["", words.long_standing.format(records=records)]
     if finding.offer_mammogram and not where.suggestions:  # else the suggestion says it
         lines += ["", words.mammogram_due]
@@ -276,11 +285,39 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         "",
         f"[{words.more_link}]({page})",
     ]
+    return "\n".join(lines)
+
+
+# How a warning's detail shrinks when its records make it long: records named per list, and
+# words per record label (0: whole). The first that fits WORD_BUDGET is used.
+_SHRINK = ((EVIDENCE_SHOWN, 0), (1, 0), (1, 8), (1, 4))
+
+
+def visible_words(markdown: str) -> int:
+    """About the words a reader sees: link targets and markup are not words."""
+    text = re.sub(r"\]\([^)]*\)", " ", markdown)
+    return sum(1 for token in text.split() if re.search(r"[^\W_]|[^\x00-\x7f]", token))
+
+
+def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
+    """Variant 10, at most WORD_BUDGET words (tests/test_wording.py): the rating and radiation,
+    one line of why, the alternative, the records that put this patient in the scenario and
+    what would change the answer; the rest is on the guidance page it links to."""
+    g = knowledge.guideline
+    words = knowledge.wording.card
+    study = finding.study or ""
+    info = g.studies[study]
+    name = _study_name(info, finding.order.text)
+    page = guidance_url(where, "surveillance-imaging", study)
+    for shown, label_words in _SHRINK:
+        detail = _warning_detail(finding, words, info, name, page, where, shown, label_words)
+        if visible_words(detail) <= WORD_BUDGET:
+            break
     card: dict[str, Any] = {
         "uuid": new_uuid(),
         "summary": _fit(words.warning_summary.format(study=name)),
         "indicator": "warning",
-        "detail": "\n".join(lines),
+        "detail": detail,
         "source": _source(knowledge),
         "links": _links_with_handout(knowledge, where, (words.more_link, page)),
         "overrideReasons": override_reasons(knowledge, where),

@@ -3,6 +3,7 @@ per card kind (no patient data), and a patient handout patients understand (text
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import re
@@ -15,6 +16,7 @@ import textstat  # type: ignore[import-untyped]
 from flask.testing import FlaskClient
 from markdown_it import MarkdownIt
 
+from cds_service import cards as cards_module
 from cds_service.errors import MappingError
 from cds_service.mappings import GUIDANCE_KINDS, load_dir
 from cds_service.rules import REQUIRED_CONCEPTS
@@ -52,6 +54,32 @@ def test_every_fixture_card_detail_is_at_most_120_words(client: FlaskClient) -> 
     counts = {(name, card["indicator"]): len(visible_words(card["detail"])) for name, card in cards}
     too_long = {key: n for key, n in counts.items() if n > MAX_WORDS}
     assert not too_long, f"card details over {MAX_WORDS} words: {too_long}"
+    for _, card in cards:  # the service's own count (its word budget) reads as this one does
+        assert cards_module.visible_words(card["detail"]) == len(visible_words(card["detail"]))
+
+
+def test_a_record_with_many_long_entries_still_fits(client: FlaskClient) -> None:
+    """Real records name more and longer entries than the fixtures: past two records they are
+    counted ("and 4 more"), and a detail still too long names one, then cuts its label."""
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "seed-pet-ct")
+    body = copy.deepcopy(case_request(case))
+    entries = body["prefetch"]["conditions"]["entry"]
+    cancer = next(e for e in entries if "254837009" in json.dumps(e) or "C50" in json.dumps(e))
+    for i in range(4):
+        extra = copy.deepcopy(cancer)
+        extra["resource"]["id"] = f"extra-{i}"
+        extra["resource"]["code"]["text"] = (
+            f"Invasive lobular carcinoma of the right breast, multifocal, ER+ PR+ HER2-, {i}"
+        )
+        extra["resource"]["onsetDateTime"] = f"201{i}-03-01"
+        entries.append(extra)
+    response = client.post(SERVICE + "order-select", json=body, base_url=BASE)
+    [card] = response.get_json()["cards"]
+    assert card["indicator"] == "warning"
+    assert len(visible_words(card["detail"])) <= MAX_WORDS
+    assert "more; no new symptoms" in card["detail"]
+    # The service's own count (which picks the shorter form) agrees with this test's.
+    assert cards_module.visible_words(card["detail"]) == len(visible_words(card["detail"]))
 
 
 def test_word_count_reads_what_is_shown() -> None:
