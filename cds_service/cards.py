@@ -83,6 +83,15 @@ def _fit(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def _plain(text: str) -> str:
+    """Text from the record (labels, an order's reason) as literal markdown: no emphasis,
+    link or raw HTML of its own (the sandbox renders raw HTML in a detail)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
 def _fit_words(text: str, limit: int) -> str:
     words = text.split()
     return text if len(words) <= limit else " ".join(words[:limit]) + "…"
@@ -102,7 +111,7 @@ def _records(
         label = item.label or item.concept
         if label_words:
             label = _fit_words(label, label_words)
-        line = f"{label} ({item.kind}{_when(item.when)})"
+        line = f"{_plain(label)} ({item.kind}{_when(item.when)})"
         if line not in seen:
             seen.append(line)
     if limit and len(seen) > limit:
@@ -271,7 +280,7 @@ def _warning_detail(
         f"**This patient:** {patient}; {words.this_patient_none}",
     ]
     if finding.surveillance_reason:
-        reason = _fit_words(next((r.text for r in finding.order.reasons if r.text), ""), 12)
+        reason = _plain(_fit_words(next((r.text for r in finding.order.reasons if r.text), ""), 12))
         line = words.order_reason.format(reason=reason) if reason else words.order_reason_coded
         lines += ["", line]
     if finding.long_standing:
@@ -381,7 +390,7 @@ def tumor_marker_card(
     order = finding.order.text or "Tumour marker"
     page = guidance_url(where, "tumour-markers")
     lines = [
-        f"**{order}** {words.tumor_marker_lead}",
+        f"**{_plain(order)}** {words.tumor_marker_lead}",
         "",
         words.tumor_marker_why,
         "",

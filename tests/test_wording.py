@@ -145,6 +145,20 @@ def test_order_reason_line_reads_for_a_diagnosis_or_a_follow_up_code(client: Fla
         assert "routine follow-up" not in detail
 
 
+def test_record_text_is_shown_literally_not_as_markdown_or_html(client: FlaskClient) -> None:
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "order-reason-z08-surveillance")
+    body = copy.deepcopy(case_request(case))
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["reasonCode"][0]["text"] = "<img src=x> *routine* [follow-up](https://x.example)"
+    detail = client.post(SERVICE + "order-select", json=body, base_url=BASE).get_json()["cards"][0][
+        "detail"
+    ]
+    rendered = MD.render(detail)
+    assert "<img" not in rendered and "<em>routine</em>" not in rendered
+    assert 'href="https://x.example"' not in rendered
+    assert "&lt;img src=x&gt; *routine* [follow-up](https://x.example)" in rendered
+
+
 def test_info_cards_link_their_guidance_page(client: FlaskClient) -> None:
     cards = {name: card for name, card in fixture_cards(client) if card["indicator"] == "info"}
     targeted = cards["new-bone-pain-pet-ct"]
