@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
+from werkzeug.exceptions import NotFound
 
-from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
+from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .facts import OrderFact
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
@@ -134,31 +135,32 @@ def call_service(service_id: str) -> Response:
     silent = state.site.silent
     sent = {c["uuid"] for c in cards} if not silent else set()
     latency = (time.perf_counter() - started) * 1000
-    state.store.record_call(
-        received_at=now(),
-        service_id=service.id,
-        hook=req.hook,
-        hook_instance=req.hook_instance,
-        patient_id=req.patient_id,
-        latency_ms=latency,
-        silent=silent,
-        data_origin=",".join(f"{k}:{v}" for k, v in sorted(origin.items())),
-        verdicts=[
-            VerdictRow(
-                order_ref=f.order.reference,
-                study=f.study,
-                verdict=f.verdict,
-                rule=f.reason,
-                indicator=card["indicator"] if card and card["uuid"] in sent else None,
-                card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
-                consult_id=advice.consult_ids.get(f.order.reference),
-                suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
-                evidence=f"{f.cause.kind} {f.cause.how}" if f.cause and f.cause.how else None,
-            )
-            for f in findings
-            for card in [advice.card_for.get(f.order.reference)]
-        ],
-    )
+    if state.settings.audit_calls:
+        state.store.record_call(
+            received_at=now(),
+            service_id=service.id,
+            hook=req.hook,
+            hook_instance=req.hook_instance,
+            patient_id=req.patient_id,
+            latency_ms=latency,
+            silent=silent,
+            data_origin=",".join(f"{k}:{v}" for k, v in sorted(origin.items())),
+            verdicts=[
+                VerdictRow(
+                    order_ref=f.order.reference,
+                    study=f.study,
+                    verdict=f.verdict,
+                    rule=f.reason,
+                    indicator=card["indicator"] if card and card["uuid"] in sent else None,
+                    card_uuid=card["uuid"] if card and card["uuid"] in sent else None,
+                    consult_id=advice.consult_ids.get(f.order.reference),
+                    suggestions=[s["uuid"] for s in (card or {}).get("suggestions", [])],
+                    evidence=f"{f.cause.kind} {f.cause.how}" if f.cause and f.cause.how else None,
+                )
+                for f in findings
+                for card in [advice.card_for.get(f.order.reference)]
+            ],
+        )
     logger.info(
         "hook call",
         extra={
@@ -297,12 +299,28 @@ def openapi() -> Response:
 
 @bp.get(HANDOUT_PATH)
 def handout() -> Response:
-    """The plain-language patient handout the warning card links to (phones first)."""
-    guideline = get_state().knowledge.guideline
+    """The plain-language patient handout the cards link to (phones first, printable)."""
+    html = render_template("handout.html", handout=get_state().knowledge.wording.handout)
+    return Response(html, mimetype="text/html")
+
+
+@bp.get(GUIDANCE_PATH + "<kind>")
+def guidance(kind: str) -> Response:
+    """The page a card kind links to: the full rationale, talking points and sources. The same
+    for every patient (no patient data in the page or its address)."""
+    knowledge = get_state().knowledge
+    page = knowledge.wording.pages.get(kind)
+    if page is None:
+        raise NotFound(f"no guidance page {kind!r}")
+    guideline = knowledge.guideline
     html = render_template(
-        "handout.html",
-        counselling=guideline.counselling,
-        symptoms=[target.label for target in guideline.symptom_targets.values()],
+        "guidance.html",
+        kind=kind,
+        page=page,
+        guideline=guideline,
+        studies=[(k, v) for k, v in guideline.studies.items() if v.warn],
+        targets=list(guideline.symptom_targets.items()),
+        handout_url=HANDOUT_PATH,
     )
     return Response(html, mimetype="text/html")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from .mappings import Knowledge, StudyInfo
+from .mappings import CardWording, Knowledge, StudyInfo
 from .memo import Memo
 from .rules import Evidence, Exclusion, Finding
 
@@ -18,6 +19,9 @@ SOURCE_LABEL = "ACR Appropriateness Criteria: Imaging of Invasive Breast Cancer"
 TOPIC = {"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging (procedure)"}
 SUMMARY_MAX = 139  # the spec says "<140 characters"; Inferno's CRD kit rejects 140
 HANDOUT_PATH = "/handouts/breast-surveillance"
+GUIDANCE_PATH = "/guidance/"  # + a card kind (mappings.GUIDANCE_KINDS)
+EVIDENCE_SHOWN = 2  # records named per list on a card; the rest are counted
+WORD_BUDGET = 120  # a warning's detail, in words a reader sees (issue 18)
 OVERRIDE_PATH = "/CodeSystem/override-reason"
 PAMA = "http://fhir.org/argonaut/Extension/"
 PAMA_RATING_SYSTEM = "http://fhir.org/argonaut/CodeSystem/pama-rating"
@@ -79,16 +83,39 @@ def _fit(text: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def _plain(text: str) -> str:
+    """Text from the record (labels, an order's reason) as literal markdown: no emphasis,
+    link or raw HTML of its own (the sandbox renders raw HTML in a detail)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _fit_words(text: str, limit: int) -> str:
+    words = text.split()
+    return text if len(words) <= limit else " ".join(words[:limit]) + "…"
+
+
 def _when(value: date | None) -> str:
     return f", {value.isoformat()}" if value else ""
 
 
-def _records(items: Iterable[Evidence]) -> str:
-    seen = []
+def _records(
+    items: Iterable[Evidence], more: str = "", limit: int = 0, label_words: int = 0
+) -> str:
+    """The records as "label (kind, date)"; past ``limit`` (0: none) the rest are counted;
+    labels longer than ``label_words`` (0: any length) are cut."""
+    seen: list[str] = []
     for item in items:
-        line = f"{item.label or item.concept} ({item.kind}{_when(item.when)})"
+        label = item.label or item.concept
+        if label_words:
+            label = _fit_words(label, label_words)
+        line = f"{_plain(label)} ({item.kind}{_when(item.when)})"
         if line not in seen:
             seen.append(line)
+    if limit and len(seen) > limit:
+        return "; ".join(seen[:limit]) + " " + more.format(count=len(seen) - limit)
     return "; ".join(seen)
 
 
@@ -111,21 +138,30 @@ def _links(knowledge: Knowledge) -> list[dict[str, Any]]:
     ]
 
 
-def _radiation(info: StudyInfo) -> str:
+def _radiation(info: StudyInfo, word: str) -> str:
     if info.rrl and info.dose:
-        return f"Relative radiation level {info.rrl} ({info.dose})."
+        return f"{word} {info.rrl} ({info.dose})."
     if info.rrl:
-        return f"Relative radiation level {info.rrl}."
+        return f"{word} {info.rrl}."
     return ""
 
 
-def _links_with_handout(knowledge: Knowledge, where: Presentation) -> list[dict[str, Any]]:
+def guidance_url(where: Presentation, kind: str, anchor: str | None = None) -> str:
+    """The guidance page of a card kind: a stable address with no patient data in it."""
+    return where.base_url + GUIDANCE_PATH + kind + (f"#{anchor}" if anchor else "")
+
+
+def _links_with_handout(
+    knowledge: Knowledge, where: Presentation, page: tuple[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The card's links: its guidance page first (label, url), the sources, the handout."""
     handout = {
-        "label": "Patient handout: follow-up after breast cancer (plain language)",
+        "label": knowledge.wording.card.handout_link,
         "url": where.base_url + HANDOUT_PATH,
         "type": "absolute",
     }
-    return [*_links(knowledge), handout]
+    first = [{"label": page[0], "url": page[1], "type": "absolute"}] if page else []
+    return [*first, *_links(knowledge), handout]
 
 
 # One entry per base URL and snooze setting: a handful.
@@ -175,19 +211,21 @@ def _mammogram_order(where: Presentation) -> dict[str, Any]:
     return order
 
 
-def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
+def _suggestions(
+    finding: Finding, where: Presentation, words: CardWording, name: str
+) -> list[dict[str, Any]]:
     order = finding.order
     suggestions: list[dict[str, Any]] = []
     if order.reference.count("/") == 1:
         suggestions.append(
             {
-                "label": f"Remove the {order.text or 'imaging'} order",
+                "label": words.remove_label.format(study=name),
                 "uuid": new_uuid(),
                 "isRecommended": True,
                 "actions": [
                     {
                         "type": "delete",
-                        "description": f"Remove the draft order {order.text}".strip(),
+                        "description": words.remove_action.format(order=order.text).strip(),
                         "resourceId": order.reference,
                     }
                 ],
@@ -199,20 +237,20 @@ def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
             actions.append(
                 {
                     "type": "delete",
-                    "description": f"Remove the draft order {order.text}".strip(),
+                    "description": words.remove_action.format(order=order.text).strip(),
                     "resourceId": order.reference,
                 }
             )
         actions.append(
             {
                 "type": "create",
-                "description": "Order a bilateral mammogram (none recorded in the last 12 months)",
+                "description": words.mammogram_action,
                 "resource": _mammogram_order(where),
             }
         )
         suggestions.append(
             {
-                "label": "Order a mammogram instead (none in the last 12 months)",
+                "label": words.mammogram_label,
                 "uuid": new_uuid(),
                 "actions": actions,
             }
@@ -220,60 +258,80 @@ def _suggestions(finding: Finding, where: Presentation) -> list[dict[str, Any]]:
     return suggestions
 
 
-def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
-    g = knowledge.guideline
-    info = g.studies[finding.study or ""]
-    name = _study_name(info, finding.order.text)
-    summary = _fit(
-        f"{name} for routine surveillance of an asymptomatic breast cancer survivor: "
-        "Usually Not Appropriate (ACR)"
-    )
+def _warning_detail(
+    finding: Finding,
+    words: CardWording,
+    info: StudyInfo,
+    name: str,
+    page: str,
+    where: Presentation,
+    shown: int,
+    label_words: int,
+) -> str:
+    study = finding.study or ""
+    patient = _records(finding.evidence, words.more_records, shown, label_words)
     lines = [
-        f"**{info.name}** ordered as *{finding.order.text or name}*.",
+        f"**{name}: {info.rating}** {words.rating} {_radiation(info, words.radiation)}".rstrip(),
         "",
-        f"**ACR rating: {info.rating}** for surveillance of invasive breast cancer, evaluation for "
-        f"distant metastatic disease (ACR Variant {g.guideline.variant}, any stage at diagnosis). "
-        f"{_radiation(info)}",
+        f"**Why:** {words.why_short.get(study, info.why)}",
         "",
-        f"**Why:** {info.why} In a survivor who feels well, routine systemic imaging has a low "
-        "yield, finds incidental findings that lead to a cascade of further tests and biopsies, "
-        "and has not improved survival.",
+        f"**Instead:** {words.instead}",
         "",
-        f"**Instead:** {g.alternative}",
-        "",
-        f"**Why this patient:** {_records(finding.evidence)}. No new or persistent symptoms, "
-        "abnormal laboratory values, metastatic disease or recurrence were found in the record.",
+        f"**This patient:** {patient}; {words.this_patient_none}",
     ]
     if finding.surveillance_reason:
-        lines += ["", "The order's own reason is routine follow-up."]
+        reason = _plain(_fit_words(next((r.text for r in finding.order.reasons if r.text), ""), 12))
+        line = words.order_reason.format(reason=reason) if reason else words.order_reason_coded
+        lines += ["", line]
     if finding.long_standing:
-        lines += [
-            "",
-            "**Long-standing entries** (not new, so they did not change this advice; "
-            f"please judge): {_records(finding.long_standing)}.",
-        ]
-    if finding.offer_mammogram:
-        lines += ["", "No mammogram is recorded in the last 12 months: annual mammography is due."]
+        records = _records(finding.long_standing, words.more_records, shown, label_words)
+        lines += ["", words.long_standing.format(records=records)]
+    if finding.offer_mammogram and not where.suggestions:  # else the suggestion says it
+        lines += ["", words.mammogram_due]
     lines += [
         "",
-        "If the patient has **new or persistent symptoms** (bone pain, cough, weight loss, "
-        "jaundice, headache, neurological signs) or an abnormal laboratory value, this is a "
-        "diagnostic work-up (ACR Variant 11) and targeted imaging is appropriate: record the "
-        "symptom as the order's reason.",
+        f"**What would change this:** {words.changes}",
+        "",
+        f"[{words.more_link}]({page})",
     ]
-    if g.counselling:
-        lines += ["", "**If the patient asks for a scan for reassurance:**", ""]
-        lines += [f"- {point}" for point in g.counselling]
+    return "\n".join(lines)
+
+
+# How a warning's detail shrinks when its records make it long: records named per list, and
+# words per record label (0: whole). The first that fits WORD_BUDGET is used.
+_SHRINK = ((EVIDENCE_SHOWN, 0), (1, 0), (1, 8), (1, 4))
+
+
+def visible_words(markdown: str) -> int:
+    """About the words a reader sees: link targets and markup are not words."""
+    text = re.sub(r"\]\([^)]*\)", " ", markdown)
+    return sum(1 for token in text.split() if re.search(r"[^\W_]|[^\x00-\x7f]", token))
+
+
+def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
+    """Variant 10, at most WORD_BUDGET words (tests/test_wording.py): the rating and radiation,
+    one line of why, the alternative, the records that put this patient in the scenario and
+    what would change the answer; the rest is on the guidance page it links to."""
+    g = knowledge.guideline
+    words = knowledge.wording.card
+    study = finding.study or ""
+    info = g.studies[study]
+    name = _study_name(info, finding.order.text)
+    page = guidance_url(where, "surveillance-imaging", study)
+    for shown, label_words in _SHRINK:
+        detail = _warning_detail(finding, words, info, name, page, where, shown, label_words)
+        if visible_words(detail) <= WORD_BUDGET:
+            break
     card: dict[str, Any] = {
         "uuid": new_uuid(),
-        "summary": summary,
+        "summary": _fit(words.warning_summary.format(study=name)),
         "indicator": "warning",
-        "detail": "\n".join(lines),
+        "detail": detail,
         "source": _source(knowledge),
-        "links": _links_with_handout(knowledge, where),
+        "links": _links_with_handout(knowledge, where, (words.more_link, page)),
         "overrideReasons": override_reasons(knowledge, where),
     }
-    suggestions = _suggestions(finding, where) if where.suggestions else []
+    suggestions = _suggestions(finding, where, words, name) if where.suggestions else []
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "at-most-one"
@@ -294,20 +352,22 @@ def _symptom_lines(symptoms: Iterable[Exclusion], knowledge: Knowledge) -> list[
 
 def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -> dict[str, Any]:
     g = knowledge.guideline
+    words = knowledge.wording.card
     name = _study_name(g.studies.get(finding.study or ""), finding.order.text)
     first = finding.symptoms[0].code.split(":", 1)[1] if finding.symptoms else ""
     target = g.symptom_targets.get(first)
     label = target.label if target else "A symptom"
     if target and target.targeted:
-        summary = f"{label} on record: {target.targeted} is the targeted study, rather than {name}"
+        summary = words.targeted_summary.format(label=label, targeted=target.targeted, study=name)
     else:
-        summary = f"{label} on record: consider imaging targeted to the symptom, not {name}"
+        summary = words.targeted_summary_untargeted.format(label=label, study=name)
+    page = guidance_url(where, "targeted-imaging", first or None)
     lines = [
-        "The record shows symptoms that call for a **diagnostic work-up** (ACR Variant 11), not "
-        "routine surveillance, so no appropriateness warning applies. Imaging targeted to the "
-        "symptom usually answers the question with less radiation:",
+        words.targeted_intro,
         "",
         *_symptom_lines(finding.symptoms, knowledge),
+        "",
+        f"[{words.targeted_more_link}]({page})",
     ]
     return {
         "uuid": new_uuid(),
@@ -315,31 +375,33 @@ def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -
         "indicator": "info",
         "detail": "\n".join(lines),
         "source": _source(knowledge, variant=11),  # the symptomatic branch
-        "links": [*_links(knowledge)[:1], *_links_with_handout(knowledge, where)[-1:]],
+        "links": [
+            {"label": words.targeted_more_link, "url": page, "type": "absolute"},
+            *_links(knowledge)[:1],
+            *_links_with_handout(knowledge, where)[-1:],
+        ],
     }
 
 
 def tumor_marker_card(
     finding: Finding, knowledge: Knowledge, where: Presentation
 ) -> dict[str, Any]:
-    info = knowledge.guideline.tumor_markers
-    summary = _fit(
-        f"{finding.order.text or 'Tumour marker'}: not recommended for surveillance of "
-        "asymptomatic breast cancer survivors"
-    )
+    words = knowledge.wording.card
+    order = finding.order.text or "Tumour marker"
+    page = guidance_url(where, "tumour-markers")
     lines = [
-        f"**{finding.order.text or 'Tumour marker test'}** in a survivor of invasive breast "
-        "cancer with no symptoms or abnormal findings on record.",
+        f"**{_plain(order)}** {words.tumor_marker_lead}",
         "",
-        info.why,
+        words.tumor_marker_why,
         "",
-        f"**Why this patient:** {_records(finding.evidence)}.",
+        f"**This patient:** {_records(finding.evidence, words.more_records, EVIDENCE_SHOWN)}.",
         "",
-        f"*Sources: {info.source}*",
+        f"[{words.tumor_marker_more_link}]({page})",
     ]
+    links = _links_with_handout(knowledge, where, (words.tumor_marker_more_link, page))
     return {
         "uuid": new_uuid(),
-        "summary": summary,
+        "summary": _fit(words.tumor_marker_summary.format(order=order)),
         "indicator": "info",
         "detail": "\n".join(lines),
         "source": {
@@ -349,7 +411,7 @@ def tumor_marker_card(
             else _source(knowledge)["url"],
             "topic": TOPIC,
         },
-        "links": _links_with_handout(knowledge, where)[1:],
+        "links": [links[0], *links[2:]],  # the page, ASCO, Choosing Wisely, the handout
     }
 
 

@@ -92,7 +92,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"cds-service: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    overrides = {"today": args.today} if args.today else None
+    # Not audited: trying a request file is not a hook call of the pilot (issue 18).
+    overrides: dict[str, Any] = {"audit_calls": False}
+    if args.today:
+        overrides["today"] = args.today
     app = create_app(overrides)
     services = app.extensions["cds_service"].services
     service_id = args.service
@@ -102,9 +105,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         if service_id is None:
             print(f"cds-service: no service answers hook {hook!r}; use --service", file=sys.stderr)
             return 2
-    with app.test_client() as client:
-        response = client.post(f"/cds-services/{service_id}", json=body)
-        decision = g.get("decision")
+    try:
+        with app.test_client() as client:
+            response = client.post(f"/cds-services/{service_id}", json=body)
+            decision = g.get("decision")
+    finally:
+        app.extensions["cds_service"].store.close()
     print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
     if args.explain and decision is not None:
         print(explain(decision.findings), file=sys.stderr)
@@ -204,9 +210,10 @@ def _report(args: argparse.Namespace) -> int:
     url, instance, make_store, upgrade = _store_from_settings()
     upgrade(url, instance)
     since = date.fromisoformat(args.since) if args.since else None
+    until = date.fromisoformat(args.until) if args.until else None
     store = make_store()
     try:
-        report = build_report(store, since)
+        report = build_report(store, since, until)
     finally:
         store.close()
     if args.html:
@@ -273,8 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = sub.add_parser("db", help="database schema (Alembic migrations)")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(func=_db)
-    report = sub.add_parser("report", help="calls, cards, feedback and override reasons")
-    report.add_argument("--since", help="only from this date (YYYY-MM-DD)")
+    report = sub.add_parser(
+        "report", help="the pilot's report: calls, cards, feedback, override reasons, weekly chart"
+    )
+    report.add_argument("--since", help="calls from this date (YYYY-MM-DD)")
+    report.add_argument("--until", help="calls up to this date, inclusive (YYYY-MM-DD)")
     report.add_argument("--json", action="store_true", help="machine-readable output")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.set_defaults(func=_report)

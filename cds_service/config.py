@@ -48,6 +48,9 @@ class Settings:
     instance_dir: Path | None = None
     audit_key: str | None = None  # HMAC key for patient hashes in the audit
     auto_migrate: bool = True
+    # False: hook calls are answered but not audited (``cds-service evaluate`` trying a request
+    # file must not count as a call in the pilot's report).
+    audit_calls: bool = True
     # Site configuration (TOML): silent mode, studies that warn, max cards, snooze periods.
     config_file: Path | None = None
     # Client authentication (CDS Hooks JWT): trusted issuers; none means unauthenticated,
@@ -76,6 +79,7 @@ _ENV_TYPES: dict[str, type] = {
     "instance_dir": Path,
     "audit_key": str,
     "auto_migrate": bool,
+    "audit_calls": bool,
     "config_file": Path,
     "jwt_issuers_file": Path,
     "jwt_skew": int,

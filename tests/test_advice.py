@@ -155,7 +155,12 @@ def test_evidence_links_and_counselling(client: FlaskClient) -> None:
     assert any("PMC3545667" in u for u in urls)  # ASCO
     assert any("PMC4311189" in u for u in urls)  # Choosing Wisely
     assert "https://cds.example.org/handouts/breast-surveillance" in urls
-    assert "reassurance" in card["detail"]
+    # Counselling moved off the card (issue 18) to the guidance page it links to.
+    page = "https://cds.example.org/guidance/surveillance-imaging#pet-ct"
+    assert page in urls and page in card["detail"]
+    assert "Talking with a patient who asks for a scan" in client.get(
+        "/guidance/surveillance-imaging"
+    ).get_data(as_text=True)
     assert card["source"]["topic"]["code"]
 
 
@@ -163,7 +168,7 @@ def test_handout_is_a_phone_friendly_page(client: FlaskClient) -> None:
     response = client.get("/handouts/breast-surveillance")
     assert response.status_code == 200 and response.mimetype == "text/html"
     html = response.get_data(as_text=True)
-    assert 'name="viewport"' in html and "mammogram" in html
+    assert 'name="viewport"' in html and "mammogram" in html and "@media print" in html
     assert "<script" not in html and "http://" not in html.split("<footer>")[0]
 
 

@@ -1,0 +1,291 @@
+"""Issue 18, what people read: a short card (word count of every fixture card), a guidance page
+per card kind (no patient data), and a patient handout patients understand (textstat grade)."""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import textstat  # type: ignore[import-untyped]
+from flask.testing import FlaskClient
+from markdown_it import MarkdownIt
+
+from cds_service import cards as cards_module
+from cds_service.errors import MappingError
+from cds_service.mappings import GUIDANCE_KINDS, load_dir
+from cds_service.rules import REQUIRED_CONCEPTS
+
+from .conftest import CASES_DOC, FIXTURES, MAPPINGS, SERVICE_FOR_HOOK, case_request, load_json
+
+MAX_WORDS = 120  # a card interrupts ordering: it is read in seconds
+MAX_GRADE = 8.0  # patient-education material: Flesch-Kincaid grade 8 or below
+BASE = "https://cds.example.org"
+MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+
+
+def visible_words(markdown: str) -> list[str]:
+    """The words a reader sees once the card's markdown is rendered: markup, link targets and
+    lone punctuation are not words; a radiation symbol (☢☢☢☢) is."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", MD.render(markdown)))
+    return [t for t in text.split() if re.search(r"[^\W_]|[^\x00-\x7f]", t)]
+
+
+def fixture_cards(client: FlaskClient) -> list[tuple[str, dict[str, Any]]]:
+    cards = []
+    for case in CASES_DOC["cases"]:
+        request = case_request(case)
+        response = client.post(
+            f"/cds-services/{SERVICE_FOR_HOOK[request['hook']]}", json=request, base_url=BASE
+        )
+        assert response.status_code == 200
+        cards += [(case["name"], card) for card in response.get_json()["cards"]]
+    return cards
+
+
+def test_every_fixture_card_detail_is_at_most_120_words(client: FlaskClient) -> None:
+    cards = fixture_cards(client)
+    assert len(cards) >= 30
+    counts = {(name, card["indicator"]): len(visible_words(card["detail"])) for name, card in cards}
+    too_long = {key: n for key, n in counts.items() if n > MAX_WORDS}
+    assert not too_long, f"card details over {MAX_WORDS} words: {too_long}"
+    for _, card in cards:  # the service's own count (its word budget) reads as this one does
+        assert cards_module.visible_words(card["detail"]) == len(visible_words(card["detail"]))
+
+
+def test_a_record_with_many_long_entries_still_fits(client: FlaskClient) -> None:
+    """Real records name more and longer entries than the fixtures: past two records they are
+    counted ("and 4 more"), and a detail still too long names one, then cuts its label."""
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "seed-pet-ct")
+    body = copy.deepcopy(case_request(case))
+    entries = body["prefetch"]["conditions"]["entry"]
+    cancer = next(e for e in entries if "254837009" in json.dumps(e) or "C50" in json.dumps(e))
+    for i in range(4):
+        extra = copy.deepcopy(cancer)
+        extra["resource"]["id"] = f"extra-{i}"
+        extra["resource"]["code"]["text"] = (
+            f"Invasive lobular carcinoma of the right breast, multifocal, ER+ PR+ HER2-, {i}"
+        )
+        extra["resource"]["onsetDateTime"] = f"201{i}-03-01"
+        entries.append(extra)
+    response = client.post(SERVICE + "order-select", json=body, base_url=BASE)
+    [card] = response.get_json()["cards"]
+    assert card["indicator"] == "warning"
+    assert len(visible_words(card["detail"])) <= MAX_WORDS
+    assert "more; no new symptoms" in card["detail"]
+    # The service's own count (which picks the shorter form) agrees with this test's.
+    assert cards_module.visible_words(card["detail"]) == len(visible_words(card["detail"]))
+
+
+def test_word_count_reads_what_is_shown() -> None:
+    assert visible_words(
+        "**PET/CT: Usually** ☢☢☢ (1-10 mSv).\n\n- a\n- b :\n\n[x y](https://z/q)"
+    ) == [
+        "PET/CT:",
+        "Usually",
+        "☢☢☢",
+        "(1-10",
+        "mSv).",
+        "a",
+        "b",
+        "x",
+        "y",
+    ]
+
+
+def seed_card(client: FlaskClient, name: str = "seed-pet-ct") -> dict[str, Any]:
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == name)
+    body = client.post(SERVICE + "order-select", json=case_request(case), base_url=BASE)
+    card: dict[str, Any] = body.get_json()["cards"][0]
+    return card
+
+
+SERVICE = "/cds-services/breast-surveillance-"
+
+
+def test_warning_card_says_the_five_things_and_links_the_rest(client: FlaskClient) -> None:
+    card = seed_card(client)
+    detail = card["detail"]
+    # The rating and radiation; one line of why; the alternative; the evidence; what changes it.
+    assert "**PET/CT: Usually Not Appropriate**" in detail and "☢☢☢☢ (10-30 mSv)" in detail
+    assert "**Why:**" in detail and "**Instead:**" in detail and "mammography" in detail
+    assert (
+        "**This patient:** Invasive ductal carcinoma" in detail
+        and "(Condition, 2021-05-26)" in detail
+    )
+    assert "**What would change this:**" in detail and "targeted imaging" in detail
+    # Counselling and the full rationale are on the page the card links to, not in the card.
+    page = f"{BASE}/guidance/surveillance-imaging#pet-ct"
+    assert f"]({page})" in detail
+    assert card["links"][0]["url"] == page
+    assert "partnership" not in detail and "reassurance" not in detail
+    assert len(visible_words(detail)) <= 110  # the seed leaves room for an order reason line
+
+
+def test_suggestion_labels_use_the_short_study_name(client: FlaskClient) -> None:
+    assert seed_card(client)["suggestions"][0]["label"] == "Remove this PET/CT order"
+    ct = seed_card(client, "ct-chest-loinc-24628-0")
+    assert ct["suggestions"][0]["label"] == "Remove this CT chest order"
+
+
+def test_order_reason_line_reads_for_a_diagnosis_or_a_follow_up_code(client: FlaskClient) -> None:
+    z08 = seed_card(client, "order-reason-z08-surveillance")["detail"]
+    assert (
+        "Order reason *Surveillance after completed breast cancer treatment* is not a symptom."
+        in z08
+    )
+    sandbox = seed_card(client, "sandbox-pama-pet-ct-78816")["detail"]
+    assert "Order reason *Malignant neoplasm of breast (disorder)* is not a symptom." in sandbox
+    for detail in (z08, sandbox):
+        assert "routine follow-up" not in detail
+
+
+def test_record_text_is_shown_literally_not_as_markdown_or_html(client: FlaskClient) -> None:
+    case = next(c for c in CASES_DOC["cases"] if c["name"] == "order-reason-z08-surveillance")
+    body = copy.deepcopy(case_request(case))
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["reasonCode"][0]["text"] = "<img src=x> *routine* [follow-up](https://x.example)"
+    detail = client.post(SERVICE + "order-select", json=body, base_url=BASE).get_json()["cards"][0][
+        "detail"
+    ]
+    rendered = MD.render(detail)
+    assert "<img" not in rendered and "<em>routine</em>" not in rendered
+    assert 'href="https://x.example"' not in rendered
+    assert "&lt;img src=x&gt; *routine* [follow-up](https://x.example)" in rendered
+
+
+def test_info_cards_link_their_guidance_page(client: FlaskClient) -> None:
+    cards = {name: card for name, card in fixture_cards(client) if card["indicator"] == "info"}
+    targeted = cards["new-bone-pain-pet-ct"]
+    assert targeted["links"][0]["url"] == f"{BASE}/guidance/targeted-imaging#bone-pain"
+    marker = cards["tumor-marker-cea"]
+    assert marker["links"][0]["url"] == f"{BASE}/guidance/tumour-markers"
+    assert "Khatcheressian" not in marker["detail"]  # the citation is on the page
+
+
+def _sentinels() -> set[str]:
+    found = set()
+    for path in (FIXTURES / "patients").glob("*.json"):
+        for entry in load_json(path)["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] == "Patient":
+                found.add(resource["id"])
+                for name in resource.get("name", []):
+                    found.update(n for n in [name.get("family"), *name.get("given", [])] if n)
+    return found
+
+
+@pytest.mark.parametrize("kind", GUIDANCE_KINDS)
+def test_guidance_pages_are_served_without_patient_data(client: FlaskClient, kind: str) -> None:
+    response = client.get(f"/guidance/{kind}", base_url=BASE)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert 'name="viewport"' in page and "<script" not in page
+    assert not {s for s in _sentinels() if re.search(rf"\b{re.escape(s)}\b", page)}
+    assert "/handouts/breast-surveillance" in page
+    # Every card of a kind links the same address whatever the patient: no patient data in it.
+    urls = {
+        link["url"]
+        for _, card in fixture_cards(client)
+        for link in card["links"]
+        if "/guidance/" in link["url"]
+    }
+    assert all(re.fullmatch(rf"{BASE}/guidance/[a-z-]+(#[a-z0-9-]+)?", u) for u in urls)
+
+
+def test_surveillance_page_holds_what_left_the_card(client: FlaskClient) -> None:
+    page = client.get("/guidance/surveillance-imaging").get_data(as_text=True)
+    knowledge = load_dir(MAPPINGS, REQUIRED_CONCEPTS)
+    heading = knowledge.wording.pages["surveillance-imaging"].counselling_heading
+    assert f"<h2>{heading}</h2>" in page
+    for point in knowledge.guideline.counselling:
+        assert html.escape(point) in page
+        # The heading is not said again by its bullets (issue 18).
+        assert "asks for a scan" not in point and "asking for a scan" not in point
+    assert 'id="pet-ct"' in page and "10-30 mSv" in page
+    assert html.escape(knowledge.guideline.guideline.citation) in page
+    assert client.get("/guidance/unknown").status_code == 404
+
+
+# --- the patient handout --------------------------------------------------------------------
+
+JARGON = (
+    "dyspnea",
+    "hepatomegaly",
+    "neurological",
+    "metasta",
+    "asymptomatic",
+    "surveillance",
+    "explain",
+    "frame ",
+    "patient",
+    "variant",
+    "incidental",
+)
+
+
+def handout_text(client: FlaskClient) -> str:
+    """The handout's visible text, one sentence per heading and list item (a heading or a
+    bullet without a full stop is still a unit of its own, as a reader takes it)."""
+    page = client.get("/handouts/breast-surveillance").get_data(as_text=True)
+    body = re.sub(r"<style>.*?</style>", " ", page.split("<body>", 1)[1], flags=re.S)
+    lines = [line.strip() for line in html.unescape(re.sub(r"<[^>]+>", "\n", body)).splitlines()]
+    return "\n".join(line if line[-1] in ".?!:" else line + "." for line in lines if line)
+
+
+def test_handout_reads_at_grade_8_or_below(client: FlaskClient) -> None:
+    text = handout_text(client)
+    assert len(text.split()) > 300  # the whole handout, not a fragment
+    grade = textstat.flesch_kincaid_grade(text)
+    assert grade <= MAX_GRADE, f"Flesch-Kincaid grade {grade} > {MAX_GRADE}"
+
+
+def test_handout_speaks_to_patients_in_plain_words(client: FlaskClient) -> None:
+    text = handout_text(client).lower()
+    assert not [word for word in JARGON if word in text]
+    for needed in ("mammogram", "same day", "2 weeks", "bone", "cough", "yellow", "weight"):
+        assert needed in text
+
+
+def test_handout_has_a_printable_layout(client: FlaskClient) -> None:
+    page = client.get("/handouts/breast-surveillance").get_data(as_text=True)
+    assert "@media print" in page and "@page" in page
+    assert page.count('class="box urgent"') == 1  # what to report the same day stands out
+
+
+# --- the wording file is checked at start-up --------------------------------------------------
+
+
+def _edited(tmp_path: Path, edit: Any) -> Path:
+    folder = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, folder)
+    doc = load_json(folder / "wording.json")
+    edit(doc)
+    (folder / "wording.json").write_text(json.dumps(doc), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["card"].update(remove_label="Remove {order}"), "unknown placeholders"),
+        (lambda d: d["card"]["why_short"].pop("pet-ct"), "no line for the studies"),
+        (lambda d: d["pages"].pop("tumour-markers"), "pages"),
+        (lambda d: d["handout"].update(sections=[]), "handout.sections"),
+    ],
+    ids=["placeholder", "why-short", "page", "handout"],
+)
+def test_bad_wording_stops_start_up(tmp_path: Path, edit: Any, message: str) -> None:
+    with pytest.raises(MappingError, match=message):
+        load_dir(_edited(tmp_path, edit), REQUIRED_CONCEPTS)
+
+
+def test_openapi_describes_the_guidance_pages(client: FlaskClient) -> None:
+    doc = json.loads(client.get("/openapi.json").get_data())
+    [parameter] = doc["paths"]["/guidance/{kind}"]["get"]["parameters"]
+    assert parameter["schema"]["enum"] == list(GUIDANCE_KINDS)
