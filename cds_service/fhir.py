@@ -554,7 +554,12 @@ class _Reader:
         if v := _str(raw.get("valueString")):
             value_texts.append(v)
         named, named_how = named_by_name
-        if raw.get("valueBoolean") is False or any(self.words.denies(t) for t in value_texts):
+        quantity = raw.get("valueQuantity")
+        if (
+            raw.get("valueBoolean") is False
+            or any(self.words.denies(t) for t in value_texts)
+            or (type(quantity) is dict and quantity.get("value") == 0)  # "Back pain (0-10)": 0
+        ):
             # "Cough: Absent", "Bone pain: No": the question is not a symptom.
             concepts = concepts - _SYMPTOM_LIKE
             named -= _SYMPTOM_LIKE
@@ -726,6 +731,13 @@ def _observation(
     # not kept.
     quantity = raw.get("valueQuantity")
     value = _number(quantity.get("value")) if type(quantity) is dict else None
+    flagged = False
+    if value is None and type(raw.get("valueString")) is str:
+        # A result given only as text: "260 H", "412 (H)", "7.1 HIGH".
+        written = _VALUE_TEXT.match(raw["valueString"])
+        if written:
+            value = float(written.group(1))
+            flagged = bool(written.group(2))
     high = None
     for reference in _list(raw.get("referenceRange")):
         bound = _dict(_dict(reference).get("high"))
@@ -747,11 +759,11 @@ def _observation(
         )
         if not interpretation and (text is not None or words is not None):
             # Only words ("H", "High", "Abnormal"): read as the abnormal code they stand for.
-            said = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
+            flags = [_str(_dict(concept).get("text")) for concept in _list(interpretations)]
             if any(
                 (words is not None and words.says_abnormal(w))
                 or (text is not None and text.mentions_finding(w))
-                for w in said
+                for w in flags
                 if w
             ):
                 interpretation = _ABNORMAL_BY_TEXT
@@ -773,7 +785,7 @@ def _observation(
         value=value,
         value_bool=value_bool if isinstance(value_bool, bool) else None,
         reference_high=high,
-        interpretation=interpretation,
+        interpretation=interpretation | (_ABNORMAL_BY_TEXT if flagged else _NO_CONCEPTS),
         how=how,
     )
 
@@ -798,13 +810,19 @@ def _same_unit(value: float, quantity: Mapping[str, Any], bound: Mapping[str, An
 
 _ABNORMAL_BY_TEXT = frozenset({"A"})  # v3 ObservationInterpretation "Abnormal"
 # A reference range written only as text, "40-129 U/L" or "40 - 129": its upper bound.
-_RANGE_TEXT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\b")
+_RANGE_TEXT = re.compile(r"(?<![\d.\-])(\d+(?:\.\d+)?)\s*(?:-|–|to)\s*(\d+(?:\.\d+)?)\b(?![\-.]\d)")
+# A value written as text, with a flag: "260 H", "412 (H)", "7.1 HIGH", "96 U/mL HH".
+_VALUE_TEXT = re.compile(
+    r"^\s*[<>]?\s*(\d+(?:\.\d+)?)\s*(?:(?!(?:HH?|HIGH|ABN|A)\b)[A-Za-z/%µ]+\s*)?"
+    r"(\(?\b(?:HH?|HIGH|ABN|A)\b\)?)?\s*$",
+    re.IGNORECASE,
+)
 # Only an upper limit: "<38", "< 38 U/mL", "<=5.0", "≤ 38", "up to 38".
 _UPPER_TEXT = re.compile(r"^\s*(?:<=?|≤|up to)\s*(\d+(?:\.\d+)?)\b", re.IGNORECASE)
 
 
 def _range_high(text: str | None) -> float | None:
-    match = _RANGE_TEXT.match(text) if text else None
+    match = _RANGE_TEXT.search(text[:200]) if text else None  # "Ref: 35-104 U/L" too
     if match:
         return float(match.group(2))
     upper = _UPPER_TEXT.match(text) if text else None

@@ -279,13 +279,14 @@ class TextPatternsFile(_Strict):
 
 class NegationDef(_Strict):
     description: str
-    window: int = Field(ge=1, le=12)
+    window: int = Field(ge=1, le=20)
     before: tuple[str, ...] = Field(min_length=1)
     pseudo: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     after_alone: tuple[str, ...] = ()
     other_person: tuple[str, ...] = ()
     terminate: tuple[str, ...] = ()
+    strong: tuple[str, ...] = ()
 
 
 Scope = Literal["condition", "observation", "medication", "procedure", "report", "order"]

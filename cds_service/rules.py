@@ -300,6 +300,9 @@ def _metastatic_exclusions(facts: PatientFacts) -> list[Exclusion]:
     for p in facts.procedures:  # a report's conclusion, a procedure on a metastasis
         if p.status not in VOID_RESULT and p.concepts & {METASTATIC, DISTANT_METASTASIS}:
             found.append(Exclusion("metastatic-disease", _ev(p, METASTATIC)))
+    for m in facts.medications:  # a drug given for bone metastases (denosumab 120 mg, Xgeva)
+        if METASTATIC in m.concepts and m.status not in VOID_RESULT:
+            found.append(Exclusion("metastatic-disease", _ev(m, METASTATIC)))
     return found
 
 
@@ -458,9 +461,13 @@ def _treatment_exclusions(facts: PatientFacts, today: date, windows: Windows) ->
             code = "active-chemotherapy" if concept == CHEMOTHERAPY else "active-treatment"
             found.append(Exclusion(code, _ev(p, concept)))
     for c in facts.conditions:
-        if c.concepts & {CHEMOTHERAPY, RADIOTHERAPY} and _counts(c):
-            if _within(_condition_date(c), today, windows.active_treatment):
-                found.append(Exclusion("active-treatment", _ev(c, CHEMOTHERAPY)))
+        treatment = c.concepts & (SYSTEMIC_THERAPY | {RADIOTHERAPY})
+        if treatment and _counts(c):
+            when = _condition_date(c)
+            # Undated and still active ("Encounter for chemotherapy" with no date): current.
+            undated_active = when is None and c.clinical_status in (None, *ONGOING)
+            if undated_active or _within(when, today, windows.active_treatment):
+                found.append(Exclusion("active-treatment", _ev(c, sorted(treatment)[0])))
     return found
 
 
@@ -504,8 +511,10 @@ def _symptom_status(
         return "current"  # an ongoing symptom of unknown date: assume it matters
     if condition.clinical_status in {"recurrence", "relapse"}:
         return "current"  # it came back: new again, whatever its first onset
-    if _within(when, today, windows.symptom_new) or _within(
-        condition.recorded, today, windows.symptom_new
+    # Recorded lately counts only without an onset: a 2009 back pain recorded last month (a
+    # migration, a problem list tidied) is the 2009 back pain.
+    if _within(when, today, windows.symptom_new) or (
+        condition.onset is None and _within(condition.recorded, today, windows.symptom_new)
     ):
         return "current"
     if _within(when, today, windows.symptom_persistent):
@@ -678,9 +687,9 @@ def _order_reason(
         if diagnostic:
             found.append(Exclusion(f"order-reason:{sorted(diagnostic)[0]}"))
         elif concepts & SURVEILLANCE_REASONS:
-            # A surveillance code whose text names a finding ("Z85.3 - new rib pain"): the
-            # text says more than the code, and wins.
-            if knowledge.text.names_work_up(text):
+            # A surveillance code whose text names a finding ("Z85.3 - new rib pain", "Hx
+            # breast ca, c/o RUQ discomfort"): the text says more than the code, and wins.
+            if knowledge.text.names_work_up(text) or knowledge.words.concepts("order", (text,)):
                 found.append(Exclusion("order-reason:not-surveillance"))
             else:
                 surveillance = True

@@ -18,6 +18,7 @@ treatment). Clauses end at sentence punctuation and at "but"/"however".
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,24 +29,50 @@ from .memo import Memo
 
 SCOPES = ("condition", "observation", "medication", "procedure", "report", "order")
 
-_CLAUSES = re.compile(r"[.;!?\n\r](?=\s|$)|[;!?\n\r]|\b(?:BUT|HOWEVER|ALTHOUGH|THOUGH)\b")
+_CLAUSES = re.compile(
+    r"[.;!\n\r](?=\s|$)|[;!\n\r]|\b(?:BUT|HOWEVER|ALTHOUGH|THOUGH|NOW|CURRENTLY|PRESENTLY)\b"
+)
+_QUESTION = re.compile(r"\?")
 _NOT_WORD = re.compile(r"[^0-9A-Z]+")
-_REACH = 120  # characters around a hit that negation cues are looked for in
+# Words that may stand between a finding and its after-cue: "back pain (2009), resolved",
+# "cough has since resolved".
+_AFTER_FILLER = re.compile(
+    r"^\s*(?:(?:\d+|HAS|HAVE|HAD|SINCE|NOW|IS|WAS|ARE|WERE|BEEN|FULLY|IN)\s+)*"
+)
+_REACH = 200  # characters around a hit that negation cues are looked for in
 _MEMO_TEXT = 2048  # longer texts are read each time rather than remembered
 _GROUP = re.compile(r"\(([^()]*)\)")
 _SEMANTIC_TAG = re.compile(r"\s*\((qualifier value|finding|disorder|situation)\)\s*$", re.I)
 
 
 def normalise(text: str) -> str:
-    """Upper case, every run of characters other than letters and digits as one space,
-    padded with a space at each end (so that a phrase " X " sits on word boundaries)."""
+    """Upper case without accents ("metástasis" reads as METASTASIS), every run of characters
+    other than letters and digits as one space, padded with a space at each end (so that a
+    phrase " X " sits on word boundaries)."""
+    if not text.isascii():
+        folded = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in folded if not unicodedata.combining(ch))
     return " " + _NOT_WORD.sub(" ", text.upper()).strip() + " "
 
 
 def clauses(text: str) -> list[str]:
     """The normalised clauses of a text: negation does not reach across them."""
-    upper = text.upper()
-    return [n for part in _CLAUSES.split(upper) if part and (n := normalise(part)).strip()]
+    return [c for c, _ in _clauses(text)]
+
+
+def _clauses(text: str) -> list[tuple[str, bool]]:
+    """(normalised clause, whether it is a question) in order; "injury or accident? N" is a
+    question and its answer."""
+    out: list[tuple[str, bool]] = []
+    for part in _CLAUSES.split(text.upper()):
+        if not part:
+            continue
+        pieces = _QUESTION.split(part)
+        for index, piece in enumerate(pieces):
+            norm = normalise(piece)
+            if norm.strip():
+                out.append((norm, index < len(pieces) - 1))
+    return out
 
 
 def expand(phrase: str) -> list[str]:
@@ -86,6 +113,7 @@ class WordMatcher:
     after_alone: frozenset[str]  # cues that negate only when nothing else follows ("no")
     others: Any  # Automaton of words naming someone else ("family history", "mother")
     terminate: Any  # Automaton of words that end a negation's reach ("reports", "new")
+    strong: Any  # Automaton of negations that hold a terminator word ("has not had")
     window: int
     abnormal: frozenset[str] = frozenset()  # interpretations in words that mean "abnormal"
     phrase_count: int = 0  # plain phrases once expanded, over all scopes (check-mappings)
@@ -106,7 +134,7 @@ class WordMatcher:
             if spec.get("requires"):
                 kinds.append(("requires", spec["requires"]))
                 requires[concept] = frozenset(
-                    " ".join(p.split()) for r in spec["requires"] for p in expand(r)
+                    p.rstrip("*").strip() for r in spec["requires"] for p in expand(r)
                 )
             for kind, phrases in kinds:
                 for written in phrases:
@@ -125,6 +153,7 @@ class WordMatcher:
             after_alone=frozenset(negation["after_alone"]),
             others=_automaton({_literal(c): [c] for c in negation["other_person"]}),
             terminate=_automaton({_literal(c): [c] for c in negation.get("terminate", ())}),
+            strong=_automaton({_literal(c): [c] for c in negation.get("strong", ())}),
             window=int(negation["window"]),
             abnormal=frozenset(normalise(w).strip() for w in doc["interpretation"]["abnormal"]),
             phrase_count=sum(len(found) for found in literals.values()),
@@ -164,7 +193,10 @@ class WordMatcher:
         if not len(automaton):
             return ()
         found: dict[str, WordHit] = {}
-        for clause in clauses(text):
+        parts = _clauses(text)
+        for position, (clause, question) in enumerate(parts):
+            if question and position + 1 < len(parts) and self.denies(parts[position + 1][0]):
+                continue  # "Injury or accident? N": the question answered no
             hits: list[tuple[int, int, _Key]] = []
             for end, (literal, keys) in automaton.iter(clause):
                 start = end - len(literal) + 1
@@ -189,6 +221,8 @@ class WordMatcher:
         before = clause[max(0, start - _REACH) : start].split()[-self.window :]
         if before:
             window = " " + " ".join(before) + " "
+            if _any(self.strong, window):  # "has not had any cough": HAD does not end it
+                return True
             stops = [end for end, _ in self.terminate.iter(window)] if len(self.terminate) else []
             if stops:
                 window = " " + window[max(stops) + 1 :]  # "no fever, reports cough"
@@ -200,7 +234,9 @@ class WordMatcher:
             if _any(self.before, window):
                 return True
         word_end = clause.find(" ", end)  # after the word (a stem ends inside it)
-        rest = clause[word_end : word_end + _REACH].strip()
+        rest = _AFTER_FILLER.sub(
+            "", clause[word_end : word_end + _REACH]
+        ).strip()  # "(2009) resolved"
         if not rest:
             return False
         if rest in self.after_alone and len(clause) - word_end <= _REACH:
