@@ -402,3 +402,29 @@ def test_words_read_a_hostile_note_in_linear_time() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    ("drug", "authored", "rule"),
+    [
+        ("Herceptin 600 mg SC every 3 weeks", "2024-06-01", "her2-therapy-beyond-one-year"),
+        ("Herceptin 600 mg SC every 3 weeks", "2026-06-01", "active-her2-directed-therapy"),
+        ("Verzenio 150 mg twice daily", "2025-01-10", "active-cdk46-inhibitor"),
+        ("Lynparza 300 mg twice daily", "2026-02-01", "active-parp-inhibitor"),
+    ],
+)
+def test_systemic_therapy_names_its_class(app: Any, drug: str, authored: str, rule: str) -> None:
+    """HER2-directed therapy begun more than a year ago and CDK4/6 inhibitors imply advanced
+    or high-risk disease: the verdict says so by name (issue 14, class 3)."""
+    from datetime import date
+
+    from cds_service.fhir import build_facts, bundle_resources, parse_orders
+    from cds_service.rules import evaluate
+
+    body = seed()
+    add("medications", med_by_name(drug, authoredOn=authored))(body)
+    knowledge = app.extensions["cds_service"].knowledge
+    resources = {k: list(bundle_resources(v)) for k, v in body["prefetch"].items() if v}
+    orders = parse_orders(body["context"]["draftOrders"], None, knowledge.codes)
+    [finding] = evaluate(build_facts(resources, knowledge), orders, knowledge, date(2026, 11, 25))
+    assert (finding.verdict, finding.reason) == ("silent", rule)
