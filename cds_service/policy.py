@@ -9,14 +9,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import SiteConfig
+from .namespace import NAMESPACE
 from .rules import Finding
 
 logger = logging.getLogger("cds_service.policy")
 
-OPTIONS_KEY = "breast-surveillance-cds.configuration"
+OPTIONS_KEY = NAMESPACE + ".configuration"
+LEGACY_OPTIONS_KEY = (
+    "breast-surveillance-cds.configuration"  # the earlier, un-namespaced key: still honoured
+)
 CRD_OPTIONS_KEY = "davinci-crd.configuration"  # the Da Vinci CRD spelling, also honoured
 
-# Advertised in discovery (extension "breast-surveillance-cds.configuration-options").
+# Advertised in discovery (extension OPTIONS_KEY + "-options").
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
     {
         "code": "warnings",
@@ -69,7 +73,7 @@ class ClientOptions:
 def parse_client_options(extension: Mapping[str, Any] | None) -> ClientOptions:
     """Known options are honoured, unknown ones ignored, nonsensical ones logged and ignored."""
     raw: dict[str, Any] = {}
-    for key in (CRD_OPTIONS_KEY, OPTIONS_KEY):  # ours wins when both are sent
+    for key in (CRD_OPTIONS_KEY, LEGACY_OPTIONS_KEY, OPTIONS_KEY):  # ours wins when both are sent
         value = (extension or {}).get(key)
         if isinstance(value, Mapping):
             raw.update(value)
@@ -126,3 +130,4 @@ def limit_cards(
     limit = site.max_cards if client.max_cards is None else min(site.max_cards, client.max_cards)
     ordered = sorted(cards, key=lambda c: _SEVERITY.get(c["indicator"], 3))
     return ordered[:limit]
+
