@@ -16,8 +16,15 @@ from flask import Blueprint, Response, current_app, g, render_template, request
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .facts import OrderFact
-from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
-from .gather import gather, is_partial
+from .fhir import (
+    Sources,
+    build_facts,
+    find_draft,
+    match_selections,
+    parse_orders,
+    validate_cited,
+)
+from .gather import gather, is_partial, refuse_other_patient_orders
 from .hooks import CdsRequest, decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
 from .policy import ClientOptions, apply_policy, limit_cards, parse_client_options
@@ -76,11 +83,15 @@ def decide(
     around it (bench/ceiling_app.py answers it from memory to measure that shell alone)."""
     knowledge = state.knowledge
     drafts = parse_orders(req.draft_orders, None, knowledge.codes)
-    selected = set(req.selections) if req.selections is not None else None
+    selected = None
+    if req.selections is not None:
+        selected = match_selections(req.draft_orders, req.selections)
     orders = [o for o in drafts if selected is None or o.reference in selected]
     today = state.settings.today or date.today()
     origin: dict[str, str] = {}
-    if any(needs_record(order, knowledge) for order in orders):
+    judged = {order.reference for order in orders if needs_record(order, knowledge)}
+    if judged:
+        refuse_other_patient_orders(req.draft_orders, judged, req.patient_id)
         resources, origin = gather(
             req,
             service,
