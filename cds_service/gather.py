@@ -11,11 +11,13 @@ is absent there.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 
@@ -89,6 +91,24 @@ def _entries(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def insecure_for_token(fhir_server: str) -> bool:
+    """A plain-http fhirServer that is not on this machine (loopback): the EHR's token would
+    cross the network in clear text. CDS Hooks 2.0 requires TLS for production data."""
+    parts = urlsplit(fhir_server)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name that is not localhost: it may resolve anywhere
+
+
 def gather(
     req: CdsRequest,
     service: Service,
@@ -96,6 +116,7 @@ def gather(
     executor: Executor,
     budget: float,
     allowlists: Sequence[Sequence[str]] = (),
+    allow_insecure: bool = False,
 ) -> tuple[dict[str, Resources], dict[str, str]]:
     """Resources per prefetch key, and where each key's data came from (for the audit)."""
     deadline = time.monotonic() + budget
@@ -109,6 +130,11 @@ def gather(
     if req.fhir_server:
         if not all(server_allowed(req.fhir_server, allowlist) for allowlist in allowlists):
             refused = "the fhirServer is not on this service's allow-list"
+        elif req.access_token and not allow_insecure and insecure_for_token(req.fhir_server):
+            refused = (
+                "the fhirServer is plain http (not TLS, not loopback) and this service does "
+                "not send the EHR's access token over it"
+            )
         else:
             client = FhirClient(http, req.fhir_server, req.access_token, deadline)
     resources: dict[str, Resources] = {}

@@ -131,3 +131,20 @@ def limit_cards(
     ordered = sorted(cards, key=lambda c: _SEVERITY.get(c["indicator"], 3))
     return ordered[:limit]
 
+
+REPEAT_SUPPRESSED = "repeat-suppressed"
+
+
+def suppress_repeats(
+    findings: Sequence[Finding], already_warned: Iterable[tuple[str, str]]
+) -> list[Finding]:
+    """At order-sign: a warning already shown for the same draft order and study at
+    order-select is not shown again (Da Vinci CRD: do not repeat advice the user has seen).
+    Its verdict is kept in ``before_policy``, so the order is still rated not-appropriate."""
+    seen = frozenset(already_warned)
+    return [
+        replace(f, verdict="silent", reason=REPEAT_SUPPRESSED, before_policy="warn")
+        if f.verdict == "warn" and (f.order.reference, f.study or "") in seen
+        else f
+        for f in findings
+    ]

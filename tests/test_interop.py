@@ -12,15 +12,19 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
 from cds_service.fhir import is_error_value, read_prefetch
+from cds_service.gather import insecure_for_token
+from cds_service.store import Store
 
 from .conformance import assert_conformant, assert_no_card, ratings
 from .conftest import FIXTURES, TODAY, external, load_json
@@ -309,6 +313,173 @@ def test_no_rating_for_a_patient_without_invasive_breast_cancer(client: FlaskCli
     body["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
     answer = client.post(SELECT, json=body).get_json()
     assert answer == {"cards": []}
+
+
+# --- 5. repeat suppression (SQLite and PostgreSQL) ---------------------------------------
+
+
+@pytest.fixture()
+def store_app(db_url: str, tmp_path: Path) -> Iterator[Any]:
+    apps: list[Flask] = []
+
+    def make(site: str = "") -> Flask:
+        config = tmp_path / f"site-{len(apps)}.toml"
+        config.write_text(site)
+        app = create_app(
+            {
+                "today": TODAY,
+                "database_url": db_url,
+                "instance_dir": str(tmp_path),
+                "config_file": str(config),
+            }
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        store: Store = app.extensions["cds_service"].store
+        store.close()
+
+
+def audit_rules(app: Flask) -> list[tuple[str, str, str]]:
+    from sqlalchemy import select
+
+    from cds_service.store import Call, Verdict
+
+    store: Store = app.extensions["cds_service"].store
+    with store.session() as s:
+        rows = s.execute(
+            select(Call.hook, Verdict.verdict, Verdict.rule)
+            .join(Call, Verdict.call_id == Call.id)
+            .order_by(Verdict.id)
+        ).all()
+    return [(r.hook, r.verdict, r.rule) for r in rows]
+
+
+def test_warning_shown_at_select_is_not_repeated_at_sign(store_app: Any) -> None:
+    app = store_app()
+    client = app.test_client()
+    select = seed()
+    first = client.post(SELECT, json=select).get_json()
+    assert [c["indicator"] for c in first["cards"]] == ["warning"]
+    again = client.post(SIGN, json=as_sign(select)).get_json()
+    assert again["cards"] == []
+    assert ratings(again) == {"ServiceRequest/seed-pet-ct-order-1": "not-appropriate"}
+    assert audit_rules(app) == [
+        ("order-select", "warn", "variant-10"),
+        ("order-sign", "silent", "repeat-suppressed"),
+    ]
+    # Another order of the same patient, and the same order of another patient, still warn.
+    other_order = as_sign(select)
+    other_order["context"]["draftOrders"]["entry"][0]["resource"]["id"] = "another-order"
+    assert len(client.post(SIGN, json=other_order).get_json()["cards"]) == 1
+    other_patient = as_sign(select)
+    other_patient["context"]["patientId"] = "seed-patient-2"
+    other_patient["prefetch"]["patient"]["id"] = "seed-patient-2"
+    for key in ("conditions", "observations", "procedures", "medications"):
+        for entry in other_patient["prefetch"][key].get("entry", []):
+            entry["resource"]["subject"] = {"reference": "Patient/seed-patient-2"}
+    other_patient["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = {
+        "reference": "Patient/seed-patient-2"
+    }
+    assert len(client.post(SIGN, json=other_patient).get_json()["cards"]) == 1
+
+
+def test_repeat_suppression_is_a_site_setting(store_app: Any) -> None:
+    app = store_app("repeat_window_minutes = 0\n")
+    client = app.test_client()
+    select = seed()
+    assert len(client.post(SIGN, json=as_sign(select)).get_json()["cards"]) == 1
+    assert len(client.post(SELECT, json=select).get_json()["cards"]) == 1  # sign, then select
+    assert len(client.post(SIGN, json=as_sign(select)).get_json()["cards"]) == 1  # off
+
+
+def test_repeat_outside_the_window_is_shown_again(store_app: Any) -> None:
+    from sqlalchemy import update
+
+    from cds_service.store import Call
+
+    app = store_app("repeat_window_minutes = 30\n")
+    client = app.test_client()
+    select = seed()
+    client.post(SELECT, json=select)
+    store: Store = app.extensions["cds_service"].store
+    with store.session() as s:  # the order-select call, moved back beyond the window
+        s.execute(update(Call).values(received_at=Call.received_at - _minutes(31)))
+    assert len(client.post(SIGN, json=as_sign(select)).get_json()["cards"]) == 1
+
+
+def test_silent_mode_never_suppresses(store_app: Any) -> None:
+    app = store_app("silent = true\n")
+    client = app.test_client()
+    select = seed()
+    client.post(SELECT, json=select)
+    client.post(SIGN, json=as_sign(select))
+    assert [rule for _, _, rule in audit_rules(app)] == ["variant-10", "variant-10"]
+
+
+def _minutes(n: int) -> Any:
+    from datetime import timedelta
+
+    return timedelta(minutes=n)
+
+
+# --- 6. no token over plain http --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "insecure"),
+    [
+        ("http://ehr.example.org/fhir", True),
+        ("http://10.1.2.3/fhir", True),
+        ("https://ehr.example.org/fhir", False),
+        ("http://localhost:8080/fhir", False),
+        ("http://127.0.0.1:8080/fhir", False),
+        ("http://[::1]:8080/fhir", False),
+    ],
+)
+def test_plain_http_is_insecure_except_loopback(url: str, insecure: bool) -> None:
+    assert insecure_for_token(url) is insecure
+
+
+def plain_http_request() -> dict[str, Any]:
+    """Davinci CRD's order-sign request (HL7-DaVinci/CRD @4fe0471) shape: a fhirServer and a
+    token; here an imaging draft so that the record is needed, and no prefetch."""
+    body = seed()
+    body["prefetch"] = {}
+    body["fhirServer"] = "http://ehr.example.org/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "sentinel-access-token-7f3a",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "cds-service",
+    }
+    return body
+
+
+def test_token_is_not_sent_over_plain_http(client: FlaskClient) -> None:
+    response = client.post(SELECT, json=plain_http_request())
+    assert response.status_code == 412
+    assert "plain http" in response.get_json()["issue"][0]["diagnostics"]
+
+
+def test_insecure_fhir_opt_in_is_logged_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        app = create_app(
+            {
+                "today": TODAY,
+                "instance_dir": str(tmp_path),
+                "allow_insecure_fhir": "true",
+                "fhir_server_allowlist": "https://only.example.org/fhir",
+            }
+        )
+    assert any("CDS_ALLOW_INSECURE_FHIR" in r.getMessage() for r in caplog.records)
+    assert app.extensions["cds_service"].settings.allow_insecure_fhir is True
+    app.extensions["cds_service"].store.close()
 
 
 # --- 7. namespaced extension keys --------------------------------------------------------
