@@ -276,6 +276,22 @@ def test_selection_naming_nothing_is_a_400(client: FlaskClient, selection: str) 
 # --- 4. ratings only where the criteria speak --------------------------------------------
 
 
+def test_no_rating_on_a_mammogram_for_a_breast_cancer_patient(client: FlaskClient) -> None:
+    """The sandbox's PAMA screen (cds-hooks/sandbox @3b7e255, captured in
+    sandbox-captured-order-select-ServiceRequest-mammography-breast-cancer.json): a
+    mammography order (LOINC 24606-6) for a breast-cancer patient. Variant 10 does not rate
+    mammography: no system action (it used to be rated no-criteria-apply, with auc-applied)."""
+    body = load_json(
+        external(
+            "requests/sandbox-captured-order-select-ServiceRequest-mammography-breast-cancer.json"
+        )
+    )
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 200
+    assert "systemActions" not in response.get_json()
+    assert "extension" not in response.get_json()
+
+
 def test_rating_only_on_the_orders_the_criteria_rate(client: FlaskClient) -> None:
     """Argonaut PAMA scenario 01 (argonautproject/cds-hooks-for-pama @36a3db1): a lumbar MRI
     for low back pain. Not a study the breast-cancer topic rates: no system action at all."""
