@@ -6,6 +6,7 @@ The WSGI entry point is ``create_app()``: ``gunicorn 'cds_service:create_app()'`
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, errors, fhir, logs
 from .auth import Verifier, load_issuers
-from .config import SettingsError, SiteConfig, load_settings, load_site_config
+from .config import Settings, SettingsError, SiteConfig, load_settings, load_site_config
 from .fhir_client import fhir_pool
 from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows
@@ -62,6 +63,15 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _warn_insecure_fhir(settings: Settings) -> None:
+    if settings.allow_insecure_fhir:
+        logging.getLogger("cds_service").warning(
+            "CDS_ALLOW_INSECURE_FHIR=true: the EHR's access token may be sent to plain-http "
+            "FHIR servers; never use this with real patient data",
+            extra={"fields": {"event": "insecure-fhir-allowed"}},
+        )
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -117,6 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]
     logs.configure()
+    _warn_insecure_fhir(settings)
     fhir.warm_up()
     _tune_gc()
     return app

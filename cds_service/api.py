@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,24 @@ from werkzeug.exceptions import NotFound
 from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .facts import OrderFact
-from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
-from .gather import gather, is_partial
+from .fhir import (
+    Sources,
+    build_facts,
+    find_draft,
+    match_selections,
+    parse_orders,
+    validate_cited,
+)
+from .gather import gather, is_partial, refuse_other_patient_orders
 from .hooks import CdsRequest, decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
-from .policy import ClientOptions, apply_policy, limit_cards, parse_client_options
+from .policy import (
+    ClientOptions,
+    apply_policy,
+    limit_cards,
+    parse_client_options,
+    suppress_repeats,
+)
 from .rules import (
     Finding,
     cited,
@@ -77,11 +90,15 @@ def decide(
     around it (bench/ceiling_app.py answers it from memory to measure that shell alone)."""
     knowledge = state.knowledge
     drafts = parse_orders(req.draft_orders, None, knowledge.codes)
-    selected = set(req.selections) if req.selections is not None else None
+    selected = None
+    if req.selections is not None:
+        selected = match_selections(req.draft_orders, req.selections)
     orders = [o for o in drafts if selected is None or o.reference in selected]
     today = state.settings.today or date.today()
     origin: dict[str, str] = {}
-    if any(needs_record(order, knowledge) for order in orders):
+    judged = {order.reference for order in orders if needs_record(order, knowledge)}
+    if judged:
+        refuse_other_patient_orders(req.draft_orders, judged, req.patient_id)
         resources, origin = gather(
             req,
             service,
@@ -89,6 +106,7 @@ def decide(
             state.executor,
             state.settings.fhir_timeout,
             [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
+            state.settings.allow_insecure_fhir,
         )
         sources: Sources = {}
         facts = build_facts(resources, knowledge, sources)
@@ -101,6 +119,7 @@ def decide(
     if any(f.verdict == "warn" for f in findings):
         snoozed = state.store.snoozed_studies(req.patient_id, today)
     findings = apply_policy(findings, state.site, client_options, snoozed)
+    findings = _suppress_repeats(req, state, findings)
     where = Presentation(
         base_url=public_base_url(),
         patient_id=req.patient_id,
@@ -113,6 +132,18 @@ def decide(
     cards = limit_cards(advice.cards, state.site, client_options)
     actions = advice.system_actions if client_options.system_actions else []
     return Decision(orders, findings, advice, cards, actions, origin)
+
+
+def _suppress_repeats(req: CdsRequest, state: State, findings: list[Finding]) -> list[Finding]:
+    """order-sign only, when the site has a repeat window and is not in silent mode."""
+    minutes = state.site.repeat_window_minutes
+    if req.hook != "order-sign" or not minutes or state.site.silent:
+        return findings
+    warned = [f.order.reference for f in findings if f.verdict == "warn"]
+    if not warned:
+        return findings
+    since = now() - timedelta(minutes=minutes)
+    return suppress_repeats(findings, state.store.warned_at_select(req.patient_id, warned, since))
 
 
 @bp.post("/cds-services/<service_id>")

@@ -13,6 +13,7 @@ from typing import Any
 
 from .mappings import CardWording, Knowledge, StudyInfo
 from .memo import Memo
+from .namespace import NAMESPACE
 from .rules import Evidence, Exclusion, Finding
 
 SOURCE_LABEL = "ACR Appropriateness Criteria: Imaging of Invasive Breast Cancer"
@@ -288,6 +289,8 @@ def _warning_detail(
         lines += ["", words.long_standing.format(records=records)]
     if finding.offer_mammogram and not where.suggestions:  # else the suggestion says it
         lines += ["", words.mammogram_due]
+    if "/" not in finding.order.reference:  # no id: no suggestion can name the order
+        lines += ["", words.no_id]
     lines += [
         "",
         f"**What would change this:** {words.changes}",
@@ -415,21 +418,34 @@ def tumor_marker_card(
     }
 
 
+# The rules' reasons that say the patient is outside the ACR topic altogether (no invasive
+# breast cancer), and the one that says the record was read only in part.
+OUTSIDE_TOPIC = frozenset({"no-invasive-breast-cancer", "dcis-only", "family-history-only"})
+
+
 def rating_action(
     finding: Finding, knowledge: Knowledge, where: Presentation, consult_id: str
 ) -> dict[str, Any] | None:
     """The verdict written onto the order (Argonaut CDS Hooks for PAMA): an ``update`` of the
     draft ServiceRequest as received, with the rating extensions added and nothing else changed.
 
-    ``not-appropriate`` only for a Variant 10 warning, also when a snooze, the site or the
-    client kept its card from being shown (the order is no more appropriate for that); every
-    other recognised imaging order gets ``no-criteria-apply`` (the guide forbids rating on
-    insufficient evidence, a partial record included, and this service carries no ratings for
-    symptomatic work-ups). The PAMA ``qcdsm-consulted`` G-code is left
-    out: this service is not a CMS-qualified CDS mechanism and the PAMA programme is rescinded.
+    Only orders the criteria speak about are rated: an imaging study the ACR topic (Imaging of
+    Invasive Breast Cancer, Variant 10) rates in ``mappings/acr-variant-10.json``, for a
+    patient with invasive breast cancer, whose record was read in full. Every other order
+    (chest X-ray, head CT, mammography, a study whose codes disagree, a patient without
+    invasive breast cancer, a partial record) gets no action: the guide forbids rating on
+    insufficient evidence, and a rating there would rewrite orders the criteria never judged.
+    ``not-appropriate`` (with ``auc-applied`` = the criteria) for a Variant 10 warning, also
+    when a snooze, the site or the client kept its card from being shown;
+    ``no-criteria-apply`` (no ``auc-applied``: none was applied) when the topic's patient has
+    a reason that takes the order out of Variant 10 (a symptom, a work-up, active treatment).
+    The PAMA ``qcdsm-consulted`` G-code is left out: this service is not a CMS-qualified CDS
+    mechanism and the PAMA programme is rescinded.
     """
     draft = where.drafts.get(finding.order.reference)
-    if draft is None or finding.study in (None, "tumor-marker"):
+    if draft is None or finding.study not in knowledge.guideline.studies:
+        return None
+    if finding.reason in OUTSIDE_TOPIC or finding.reason == "partial-record":
         return None
     judged = finding.before_policy or finding.verdict
     rating = "not-appropriate" if judged == "warn" else "no-criteria-apply"
@@ -450,8 +466,11 @@ def rating_action(
             "valueCodeableConcept": {"coding": [{"system": PAMA_RATING_SYSTEM, "code": rating}]},
         },
         {"url": PAMA + "pama-rating-consult-id", "valueUri": consult_id},
-        {"url": PAMA + "pama-rating-auc-applied", "valueUri": knowledge.guideline.guideline.url},
     ]
+    if rating == "not-appropriate":
+        resource["extension"].append(
+            {"url": PAMA + "pama-rating-auc-applied", "valueUri": knowledge.guideline.guideline.url}
+        )
     return {
         "type": "update",
         "description": f"ACR rating {rating}: {finding.order.text or finding.order.reference}",
@@ -459,7 +478,7 @@ def rating_action(
     }
 
 
-EXTENSION_KEY = "breast-surveillance-cds"
+EXTENSION_KEY = NAMESPACE  # card extension key (reverse-domain)
 _BUILDERS = {
     "warn": warning_card,
     "info-targeted": targeted_card,

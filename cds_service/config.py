@@ -64,6 +64,9 @@ class Settings:
     fhir_timeout: float = 2.5
     # FHIR bases the service may query (prefixes); empty: any http(s) fhirServer.
     fhir_server_allowlist: tuple[str, ...] = ()
+    # Send the EHR's access token to a plain-http (non-loopback) fhirServer: off, as CDS Hooks
+    # requires TLS for production data; a test site may opt in (logged loudly at start-up).
+    allow_insecure_fhir: bool = False
 
 
 _ENV_TYPES: dict[str, type] = {
@@ -88,6 +91,7 @@ _ENV_TYPES: dict[str, type] = {
     "max_body_bytes": int,
     "fhir_timeout": float,
     "fhir_server_allowlist": tuple,
+    "allow_insecure_fhir": bool,
 }
 
 
@@ -148,6 +152,10 @@ class SiteConfig(BaseModel):
     max_cards: int = Field(default=10, ge=1, le=100)
     warn_studies: tuple[str, ...] | None = None  # None: every study the guideline rates
     snooze_months: tuple[int, ...] = (3, 6, 12)
+    # Repeat suppression (Da Vinci CRD): at order-sign, a warning already shown at order-select
+    # for the same draft order and patient within this many minutes is not shown again (its
+    # rating still is). 0 turns it off; silent mode never suppresses.
+    repeat_window_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
     symptom_new_days: int | None = Field(default=None, gt=0)
     symptom_persistent_days: int | None = Field(default=None, gt=0)
     lab_window_days: int | None = Field(default=None, gt=0)

@@ -265,7 +265,13 @@ def bundle_resources(value: Any) -> Iterator[Mapping[str, Any]]:
 
 
 def is_error_value(value: Any) -> bool:
-    """An OperationOutcome, or a Bundle holding only OperationOutcomes: the client hit an error."""
+    """An OperationOutcome, or a Bundle holding only OperationOutcomes: the client hit an error.
+
+    Except FHIR's "no results" shape: a search Bundle whose every entry is an OperationOutcome
+    with ``search.mode = outcome`` and only ``information``/``warning`` issues (FHIR R4's
+    ``bundle-search-warning`` example; Epic's 4101 "Resource request returns no results") is
+    an empty result. An ``error``/``fatal`` issue, an issue without a severity, or an outcome
+    not marked ``search.mode = outcome`` still means "fetch it again"."""
     node = _dict(value)
     if node.get("resourceType") == "OperationOutcome":
         return True
@@ -275,7 +281,21 @@ def is_error_value(value: Any) -> bool:
     for entry in entries:  # stops at the first resource that is not an OperationOutcome
         if _dict(_dict(entry).get("resource")).get("resourceType") != "OperationOutcome":
             return False
-    return bool(entries)
+    return bool(entries) and not all(_is_search_notice(entry) for entry in entries)
+
+
+_NOTICE_SEVERITIES = frozenset({"information", "warning"})
+
+
+def _is_search_notice(entry: Any) -> bool:
+    """A search Bundle entry that only informs or warns about the search (no error)."""
+    node = _dict(entry)
+    if _dict(node.get("search")).get("mode") != "outcome":
+        return False
+    issues = _list(_dict(node.get("resource")).get("issue"))
+    return bool(issues) and all(
+        _dict(issue).get("severity") in _NOTICE_SEVERITIES for issue in issues
+    )
 
 
 def next_link(bundle: Any) -> str | None:
@@ -312,8 +332,45 @@ def read_prefetch(value: Any) -> PrefetchValue:
     )
 
 
+def patient_of(resource: Mapping[str, Any]) -> str | None:
+    """The id of the patient a resource belongs to, when it says so plainly: a Patient's own
+    id, else its ``subject`` or ``patient`` reference as ``Patient/id`` or ``[base]/Patient/id``
+    (``_history`` ignored). ``None`` when it cannot tell (no reference, ``urn:uuid:``, a
+    contained or logical reference, a Group): nothing is concluded from those."""
+    if resource.get("resourceType") == "Patient":
+        return _str(resource.get("id"))
+    for key in ("subject", "patient"):
+        reference = _str(_dict(resource.get(key)).get("reference"))
+        if reference is None:
+            continue
+        parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1]:
+            return parts[-1]
+        return None
+    return None
+
+
+def other_patient(resources: Iterable[Mapping[str, Any]], patient_id: str) -> str | None:
+    """The resource type of the first resource that belongs to another patient, if any."""
+    for resource in resources:
+        owner = patient_of(resource)
+        if owner is not None and owner != patient_id:
+            return str(resource.get("resourceType"))
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # Draft orders
+
+
+# Order types of earlier FHIR versions (the hook's STU3 and DSTU2 examples): an R4 service
+# reading them would silently judge nothing, so they are refused by name.
+_OLDER_FHIR_ORDERS = {
+    "ProcedureRequest": "FHIR STU3/DSTU2",
+    "DiagnosticOrder": "FHIR DSTU2",
+    "MedicationOrder": "FHIR DSTU2",
+    "ReferralRequest": "FHIR STU3",
+}
 
 
 def parse_orders(
@@ -329,6 +386,12 @@ def parse_orders(
         reference = f"{rtype}/{rid}" if rid else rtype
         if wanted is not None and reference not in wanted:
             continue
+        if rtype in _OLDER_FHIR_ORDERS:
+            raise InvalidRequest(
+                f"draft order {reference} is a {rtype} ({_OLDER_FHIR_ORDERS[rtype]}): this "
+                "service reads FHIR R4 draft orders (an imaging order is a ServiceRequest)",
+                [f"context.draftOrders.entry[{index}].resource.resourceType"],
+            )
         if rtype != "ServiceRequest":
             orders.append(OrderFact(reference, rtype, frozenset(), ""))
             continue
@@ -413,6 +476,40 @@ def _trimmed(value: Any) -> Any:
         items = [_trimmed(v) for v in value]
         return [v for v in items if v not in ("", [], {})]
     return value
+
+
+def match_selections(draft_orders: Any, selections: Sequence[str]) -> set[str]:
+    """The draft orders (as ``Type/id``, or ``Type`` for one without id) the selections name.
+
+    Clients send a selection as ``Type/id`` (the hook's definition), as the entry's
+    ``fullUrl`` (``urn:uuid:...``) or as an absolute ``[base]/Type/id``; ``_history`` is
+    ignored. A selection that names no draft order is a client error (400 naming it): a call
+    that silently judged nothing would look like "no advice"."""
+    by_key: dict[str, str] = {}
+    for entry in _list(_dict(draft_orders).get("entry")):
+        resource = _dict(_dict(entry).get("resource"))
+        rtype = _str(resource.get("resourceType")) or ""
+        rid = _str(resource.get("id"))
+        reference = f"{rtype}/{rid}" if rid else rtype
+        if rid:
+            by_key[reference] = reference
+        full_url = _str(_dict(entry).get("fullUrl"))
+        if full_url:
+            by_key[full_url] = reference
+    chosen = set()
+    for index, selection in enumerate(selections):
+        plain = selection.split("/_history/", 1)[0].rstrip("/")
+        found = by_key.get(selection) or by_key.get(plain)
+        if found is None and "://" in plain:
+            found = by_key.get("/".join(plain.split("/")[-2:]))
+        if found is None:
+            raise InvalidRequest(
+                f"context.selections[{index}] names no draft order in context.draftOrders "
+                "(expected Type/id, the entry's fullUrl or [base]/Type/id)",
+                [f"context.selections[{index}]"],
+            )
+        chosen.add(found)
+    return chosen
 
 
 def find_draft(draft_orders: Any, reference: str) -> Mapping[str, Any] | None:

@@ -11,19 +11,23 @@ is absent there.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, Future, wait
 from typing import Any
+from urllib.parse import urlsplit
 
 import urllib3
 
 from .errors import InvalidRequest, PrefetchUnavailable
-from .fhir import PrefetchValue, bundle_resources, read_prefetch
+from .fhir import PrefetchValue, bundle_resources, other_patient, read_prefetch
 from .fhir_client import FhirClient, FhirUnavailable
 from .hooks import CdsRequest
 from .services import Service, resolve_template
 
+logger = logging.getLogger("cds_service.gather")
 Resources = list[Mapping[str, Any]]
 PARTIAL = "-partial"  # origin suffix: more pages exist than were read
 
@@ -40,6 +44,71 @@ def server_allowed(fhir_server: str, allowlist: Sequence[str]) -> bool:
     return any(base.startswith(entry.rstrip("/") + "/") for entry in allowlist)
 
 
+def refuse_other_patient(key: str, resources: Sequence[Mapping[str, Any]], patient_id: str) -> None:
+    """A prefetch holding another patient's record is a client error: refused (400 naming the
+    key), never read (a warning must not come from someone else's chart). Logged with the key
+    and the resource type only, never an id."""
+    rtype = other_patient(resources, patient_id)
+    if rtype is None:
+        return
+    logger.warning(
+        "prefetch of another patient refused",
+        extra={"fields": {"event": "wrong-patient", "key": f"prefetch.{key}", "type": rtype}},
+    )
+    raise InvalidRequest(
+        f"prefetch.{key} holds a {rtype} of another patient than context.patientId",
+        [f"prefetch.{key}"],
+    )
+
+
+def refuse_other_patient_orders(
+    draft_orders: Mapping[str, Any], references: set[str], patient_id: str
+) -> None:
+    """A draft order the service judges (an imaging or tumour-marker order, read together
+    with this patient's record) whose subject is another patient: refused like a prefetch of
+    another patient. Draft orders it never reads (medications, nutrition: the Da Vinci CRD
+    test kit sends such drafts with another subject) are not its business."""
+    for index, entry in enumerate(_entries(draft_orders)):
+        resource = entry.get("resource")
+        if not isinstance(resource, dict):
+            continue
+        rid = resource.get("id")
+        reference = f"{resource.get('resourceType')}/{rid}" if rid else resource.get("resourceType")
+        if reference in references and other_patient([resource], patient_id):
+            logger.warning(
+                "draft order of another patient refused",
+                extra={"fields": {"event": "wrong-patient", "key": "context.draftOrders"}},
+            )
+            raise InvalidRequest(
+                f"context.draftOrders.entry[{index}] is an order for another patient than "
+                "context.patientId",
+                [f"context.draftOrders.entry[{index}].resource.subject"],
+            )
+
+
+def _entries(bundle: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    entries = bundle.get("entry")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def insecure_for_token(fhir_server: str) -> bool:
+    """A plain-http fhirServer that is not on this machine (loopback): the EHR's token would
+    cross the network in clear text. CDS Hooks 2.0 requires TLS for production data."""
+    parts = urlsplit(fhir_server)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name that is not localhost: it may resolve anywhere
+
+
 def gather(
     req: CdsRequest,
     service: Service,
@@ -47,6 +116,7 @@ def gather(
     executor: Executor,
     budget: float,
     allowlists: Sequence[Sequence[str]] = (),
+    allow_insecure: bool = False,
 ) -> tuple[dict[str, Resources], dict[str, str]]:
     """Resources per prefetch key, and where each key's data came from (for the audit)."""
     deadline = time.monotonic() + budget
@@ -58,10 +128,15 @@ def gather(
     refused = ""
     client = None
     if req.fhir_server:
-        if all(server_allowed(req.fhir_server, allowlist) for allowlist in allowlists):
-            client = FhirClient(http, req.fhir_server, req.access_token, deadline)
-        else:
+        if not all(server_allowed(req.fhir_server, allowlist) for allowlist in allowlists):
             refused = "the fhirServer is not on this service's allow-list"
+        elif req.access_token and not allow_insecure and insecure_for_token(req.fhir_server):
+            refused = (
+                "the fhirServer is plain http (not TLS, not loopback) and this service does "
+                "not send the EHR's access token over it"
+            )
+        else:
+            client = FhirClient(http, req.fhir_server, req.access_token, deadline)
     resources: dict[str, Resources] = {}
     origin: dict[str, str] = {}
     pending: dict[str, tuple[Future[tuple[list[Any], bool]], Resources]] = {}
@@ -79,6 +154,7 @@ def gather(
                     [f"prefetch.{key}"],
                 )
             if not received.error:
+                refuse_other_patient(key, received.resources, req.patient_id)
                 items: Resources = list(received.resources)
                 link = received.next
                 if link and client is not None:

@@ -109,7 +109,8 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
                 ["context.selections"],
             )
         for index, item in enumerate(raw):
-            if not isinstance(item, str) or "/" not in item:
+            # Type/id, a fullUrl (urn:uuid:...) or [base]/Type/id: matched in api.decide.
+            if not isinstance(item, str) or not item.strip():
                 raise InvalidRequest(
                     "each selection must be a 'Type/id' reference into draftOrders",
                     [f"context.selections[{index}]"],

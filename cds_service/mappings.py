@@ -168,6 +168,7 @@ class CardWording(_Strict):
     order_reason_coded: str
     long_standing: str
     mammogram_due: str
+    no_id: str  # a draft order without an id: no delete action can name it
     changes: str
     more_link: str
     remove_label: str

@@ -9,14 +9,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import SiteConfig
+from .namespace import NAMESPACE
 from .rules import Finding
 
 logger = logging.getLogger("cds_service.policy")
 
-OPTIONS_KEY = "breast-surveillance-cds.configuration"
+OPTIONS_KEY = NAMESPACE + ".configuration"
+LEGACY_OPTIONS_KEY = (
+    "breast-surveillance-cds.configuration"  # the earlier, un-namespaced key: still honoured
+)
 CRD_OPTIONS_KEY = "davinci-crd.configuration"  # the Da Vinci CRD spelling, also honoured
 
-# Advertised in discovery (extension "breast-surveillance-cds.configuration-options").
+# Advertised in discovery (extension OPTIONS_KEY + "-options").
 CONFIGURATION_OPTIONS: list[dict[str, Any]] = [
     {
         "code": "warnings",
@@ -69,7 +73,7 @@ class ClientOptions:
 def parse_client_options(extension: Mapping[str, Any] | None) -> ClientOptions:
     """Known options are honoured, unknown ones ignored, nonsensical ones logged and ignored."""
     raw: dict[str, Any] = {}
-    for key in (CRD_OPTIONS_KEY, OPTIONS_KEY):  # ours wins when both are sent
+    for key in (CRD_OPTIONS_KEY, LEGACY_OPTIONS_KEY, OPTIONS_KEY):  # ours wins when both are sent
         value = (extension or {}).get(key)
         if isinstance(value, Mapping):
             raw.update(value)
@@ -126,3 +130,21 @@ def limit_cards(
     limit = site.max_cards if client.max_cards is None else min(site.max_cards, client.max_cards)
     ordered = sorted(cards, key=lambda c: _SEVERITY.get(c["indicator"], 3))
     return ordered[:limit]
+
+
+REPEAT_SUPPRESSED = "repeat-suppressed"
+
+
+def suppress_repeats(
+    findings: Sequence[Finding], already_warned: Iterable[tuple[str, str]]
+) -> list[Finding]:
+    """At order-sign: a warning already shown for the same draft order and study at
+    order-select is not shown again (Da Vinci CRD: do not repeat advice the user has seen).
+    Its verdict is kept in ``before_policy``, so the order is still rated not-appropriate."""
+    seen = frozenset(already_warned)
+    return [
+        replace(f, verdict="silent", reason=REPEAT_SUPPRESSED, before_policy="warn")
+        if f.verdict == "warn" and (f.order.reference, f.study or "") in seen
+        else f
+        for f in findings
+    ]

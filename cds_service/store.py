@@ -415,6 +415,32 @@ class Store:
         self._snooze_cache.remember(key, (time.monotonic() + SNOOZE_CACHE_SECONDS, found))
         return found
 
+    # --- repeat suppression ---------------------------------------------------------------
+
+    def warned_at_select(
+        self, patient_id: str, order_refs: Sequence[str], since: datetime
+    ) -> frozenset[tuple[str, str]]:
+        """(order reference, study) of the warnings shown (a card sent, not silent mode) at
+        order-select for this patient (matched by its keyed hash) since ``since``. Reads what
+        this process has queued too (``session`` flushes the audit first)."""
+        if not order_refs:
+            return frozenset()
+        with self.session() as s:
+            rows = s.execute(
+                select(Verdict.order_ref, Verdict.study)
+                .join(Call, Verdict.call_id == Call.id)
+                .where(
+                    Call.patient_hash == self.patient_hash(patient_id),
+                    Call.hook == "order-select",
+                    Call.received_at >= since,
+                    Call.silent.is_(False),
+                    Verdict.verdict == "warn",
+                    Verdict.card_uuid.is_not(None),
+                    Verdict.order_ref.in_([ref[:200] for ref in order_refs]),
+                )
+            ).all()
+        return frozenset((row.order_ref, row.study) for row in rows if row.study)
+
     # --- JWT replay ----------------------------------------------------------------------
 
     def remember_token(self, iss: str, jti: str, expires_at: datetime) -> bool:

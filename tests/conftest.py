@@ -49,8 +49,13 @@ def external(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app() -> Flask:
-    return create_app({"today": TODAY})
+def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    # One app for the whole run: repeat suppression (which remembers earlier calls) is off
+    # here, so that no test's answer depends on which tests ran before it; test_interop.py
+    # tests it on apps of its own.
+    site = tmp_path_factory.mktemp("site") / "site.toml"
+    site.write_text("repeat_window_minutes = 0\n")
+    return create_app({"today": TODAY, "config_file": str(site)})
 
 
 @pytest.fixture()

@@ -15,6 +15,8 @@ from cds_service.cards import new_uuid
 from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, FIXTURES, external, load_json
 
+NS = "org.example.breast-surveillance-cds"  # cards' extension key
+
 SELECT = "/cds-services/breast-surveillance-order-select"
 PAMA = "http://fhir.org/argonaut/Extension/"
 
@@ -44,7 +46,7 @@ def post(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
 
 def test_seed_rating_written_back_in_both_locations(client: FlaskClient) -> None:
     body = post(client, request_of("seed-pet-ct"))
-    order = body["cards"][0]["extension"]["breast-surveillance-cds"]["order"]
+    order = body["cards"][0]["extension"][NS]["order"]
     assert ratings(body) == {order: "not-appropriate"}
     [action] = body["systemActions"]
     assert action["type"] == "update" and action["description"]
@@ -52,7 +54,7 @@ def test_seed_rating_written_back_in_both_locations(client: FlaskClient) -> None
     by_url = {e["url"]: e for e in resource["extension"]}
     consult = by_url[PAMA + "pama-rating-consult-id"]["valueUri"]
     assert consult.startswith("urn:uuid:")
-    assert body["cards"][0]["extension"]["breast-surveillance-cds"]["consultId"] == consult
+    assert body["cards"][0]["extension"][NS]["consultId"] == consult
     assert by_url[PAMA + "pama-rating-auc-applied"]["valueUri"].startswith(
         "https://acsearch.acr.org"
     )
@@ -97,7 +99,7 @@ def test_removal_suggestion_and_override_reasons(client: FlaskClient) -> None:
     remove = card["suggestions"][0]
     assert remove["isRecommended"] is True and remove["uuid"]
     [action] = remove["actions"]
-    order = card["extension"]["breast-surveillance-cds"]["order"]
+    order = card["extension"][NS]["order"]
     assert action == {"type": "delete", "description": action["description"], "resourceId": order}
     reasons = card["overrideReasons"]
     assert len(reasons) >= 4

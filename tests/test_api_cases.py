@@ -11,11 +11,13 @@ from markdown_it import MarkdownIt
 from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, SERVICE_FOR_HOOK, case_request
 
+PAMA = "http://fhir.org/argonaut/Extension/"
+
 CASES = CASES_DOC["cases"]
 
 
 def card_key(card: dict[str, Any]) -> tuple[str, str, str]:
-    ext = card["extension"]["breast-surveillance-cds"]
+    ext = card["extension"]["org.example.breast-surveillance-cds"]
     return card["indicator"], ext["study"], ext["order"]
 
 
@@ -29,10 +31,17 @@ def test_case(client: FlaskClient, case: dict[str, Any]) -> None:
     expected = sorted((c["indicator"], c["study"], c["order"]) for c in case["expect"]["cards"])
     got = sorted(card_key(card) for card in body["cards"])
     assert got == expected, f"{case['name']}: {case['reason']}"
-    # The rating written back agrees: not-appropriate exactly on the warned orders.
+    # The rating written back agrees: not-appropriate exactly on the warned orders, and only
+    # the orders the criteria speak about are rated at all (README "The rating on the order").
     warned = {order for indicator, _, order in expected if indicator == "warning"}
     rated_not = {order for order, code in ratings(body).items() if code == "not-appropriate"}
     assert rated_not == warned
+    assert ratings(body) == case["expect"]["ratings"], case["name"]
+    for action in body.get("systemActions", []):
+        urls = {e["url"] for e in action["resource"]["extension"]}
+        applied = PAMA + "pama-rating-auc-applied" in urls
+        reference = f"{action['resource']['resourceType']}/{action['resource']['id']}"
+        assert applied == (reference in warned), "auc-applied only where the criteria applied"
 
 
 def test_there_are_enough_cases() -> None:

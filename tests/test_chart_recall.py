@@ -40,7 +40,7 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 def warning_orders(body: dict[str, Any]) -> list[str]:
     """The orders named by the warning cards of a response (one entry per warning card)."""
     return [
-        card.get("extension", {}).get("breast-surveillance-cds", {}).get("order", "")
+        card.get("extension", {}).get("org.example.breast-surveillance-cds", {}).get("order", "")
         for card in body.get("cards", [])
         if card.get("indicator") == "warning"
     ]

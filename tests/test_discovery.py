@@ -31,7 +31,7 @@ def test_discovery_lists_one_service_per_hook(client: FlaskClient) -> None:
             "prefetch",
             "extension",
         }
-        options = service["extension"]["breast-surveillance-cds.configuration-options"]
+        options = service["extension"]["org.example.breast-surveillance-cds.configuration-options"]
         assert {o["code"] for o in options} >= {"warnings", "max-cards"}
         assert all(o["type"] in {"boolean", "integer"} and "default" in o for o in options)
         for template in service["prefetch"].values():

@@ -58,8 +58,8 @@ def verdict(body: dict[str, Any]) -> tuple[list[tuple[str, str, str]], dict[str,
     cards = sorted(
         (
             c["indicator"],
-            c["extension"]["breast-surveillance-cds"]["study"],
-            c["extension"]["breast-surveillance-cds"]["order"],
+            c["extension"]["org.example.breast-surveillance-cds"]["study"],
+            c["extension"]["org.example.breast-surveillance-cds"]["order"],
         )
         for c in body["cards"]
     )
@@ -235,10 +235,8 @@ def test_a_first_page_without_fhir_server_gives_no_warning(client: FlaskClient) 
     response, result = outcome_of(client, partial)
     assert response.status_code == 200
     assert not [c for c in result["cards"] if c["indicator"] == "warning"]
-    assert ratings(result) == {
-        "ServiceRequest/"
-        + partial["context"]["draftOrders"]["entry"][0]["resource"]["id"]: "no-criteria-apply"
-    }
+    # A partial record is too little information to rate (Argonaut PAMA: SHALL NOT rate).
+    assert ratings(result) == {}
 
     whole = seed()
     n = len(whole["prefetch"]["conditions"]["entry"])

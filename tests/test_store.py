@@ -33,6 +33,8 @@ from cds_service.store import Call, Feedback, Store, Verdict, VerdictRow, upgrad
 from .conformance import ratings
 from .conftest import FIXTURES, TODAY, load_json
 
+NS = "org.example.breast-surveillance-cds"  # cards' extension key
+
 SELECT = "/cds-services/breast-surveillance-order-select"
 SIGN = "/cds-services/breast-surveillance-order-sign"
 FEEDBACK = "/cds-services/breast-surveillance-order-select/feedback"
@@ -335,7 +337,7 @@ def test_site_config_disables_a_study_and_limits_cards(make_app: MakeApp, tmp_pa
     assert client.post(SELECT, json=seed()).get_json()["cards"] == []
     two = load_json(FIXTURES / "requests" / "ct-chest-and-ct-abdomen-pelvis-two-orders.json")
     cards = client.post(SIGN, json=two).get_json()["cards"]
-    assert [c["extension"]["breast-surveillance-cds"]["study"] for c in cards] == ["ct-chest"]
+    assert [c["extension"][NS]["study"] for c in cards] == ["ct-chest"]
     codes = {r["code"] for r in cards[0]["overrideReasons"]}
     assert "snooze-3-months" in codes and "snooze-6-months" not in codes
 
