@@ -47,7 +47,9 @@ CODE_ELEMENT = {
     "MedicationAdministration": "medicationCodeableConcept",
 }
 TOKEN_ELEMENT = {"status": "status", "category": "category", "clinical-status": "clinicalStatus"}
-IGNORED_PARAMS = {"patient", "subject", "_count", "_sort", "_elements"}
+# _include (the Medications a MedicationRequest references): Synthea records code the drug
+# inline, so there is nothing to include.
+IGNORED_PARAMS = {"patient", "subject", "_count", "_sort", "_elements", "_include"}
 
 
 MARKER = "~V~"  # meta.versionId of every record resource in a template body

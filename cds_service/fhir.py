@@ -543,6 +543,23 @@ def _onset_from_age(raw: Mapping[str, Any], birth: date | None) -> date | None:
         return None
 
 
+_YEAR_IN_TEXT = re.compile(r"\b(?:(0?[1-9]|1[0-2])[/-])?((?:19|20)\d\d)\b")
+
+
+def _date_in_text(text: str | None) -> date | None:
+    """A date written as text ("06/2022", "2019", "June 2022: completed FOLFOX"): the last
+    day of the latest month or year it names (the conservative reading: as recent as it can
+    be)."""
+    if not text:
+        return None
+    found = [
+        _parse_date(f"{year}-{int(month):02d}" if month else year)
+        for month, year in _YEAR_IN_TEXT.findall(text[:200])
+    ]
+    dates = [d for d in found if d]
+    return max(dates) if dates else None
+
+
 def _texts(concept: Any) -> list[str]:
     """Every word a CodeableConcept carries: its text and each coding's display."""
     cc = _dict(concept)
@@ -626,7 +643,8 @@ class _Reader:
             onset=_first_date(raw, "onsetDateTime", "onsetPeriod.start")
             or _onset_from_age(raw, birth),
             recorded=parse_date(raw.get("recordedDate")),
-            abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end"),
+            abatement=_first_date(raw, "abatementDateTime", "abatementPeriod.end")
+            or _date_in_text(_str(raw.get("abatementString"))),
             stage_concepts=stage,
             profiles=frozenset(
                 p for p in _list(_dict(raw.get("meta")).get("profile")) if isinstance(p, str)
@@ -792,6 +810,15 @@ class _Reader:
         if reference and not texts:
             texts.append(_str(_dict(raw.get("medicationReference")).get("display")) or "")
         named, named_how = self.named("medication", texts + _notes(raw), concepts)
+        # Why it was prescribed ("Right hip pain"): read as a problem-list entry would be.
+        reasons = [t for r in _list(raw.get("reasonCode")) for t in _texts(r)]
+        reasons += [
+            t for r in _list(raw.get("reasonReference")) if (t := _str(_dict(r).get("display")))
+        ]
+        if reasons:
+            why, why_how = self.named("condition", reasons, concepts | named | _TREATMENT_WORDS)
+            named |= why
+            named_how += why_how
         if not concepts and not named:
             return None
         fact = _medication(raw, concepts | named, how + named_how)
@@ -803,6 +830,18 @@ class _Reader:
 
 
 _NOT_DISTANT = frozenset({"metastatic-disease"})
+# A prescription's reason names the problem, not a treatment ("for chemotherapy nausea").
+_TREATMENT_WORDS = frozenset(
+    {
+        "chemotherapy",
+        "radiotherapy-encounter",
+        "her2-directed-therapy",
+        "cdk46-inhibitor",
+        "parp-inhibitor",
+        "immunotherapy",
+        "other-targeted-antineoplastic",
+    }
+)
 # Concepts an Observation's name may give (the lab it measures); the rest come from its answer.
 _LAB_LIKE = frozenset(LABS)
 # Never taken from an Observation's name alone: its name is a question ("Cough?"), not a finding.

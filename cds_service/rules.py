@@ -357,16 +357,53 @@ def _diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
     recorded last month beside a C50.412 with a 2021 onset: the other breast) is a diagnosis of
     its own, dated by when it was recorded; one that shares a code with a dated entry is that
     entry recorded again."""
+    entry = _diagnosing_entry(cancers)
+    if entry is None:
+        return None
+    return entry.onset or _recorded(entry)
+
+
+def _diagnosing_entry(cancers: Sequence[ConditionFact]) -> ConditionFact | None:
+    """The entry that dates the most recent diagnosis (see ``_diagnosis_date``)."""
     primary = [c for c in cancers if HISTORY not in c.concepts]
-    onsets = [c.onset for c in primary if c.onset]
-    if onsets:
-        dated = {code for c in primary if c.onset for code in c.codes}
-        others = [
-            _recorded(c) for c in primary if not c.onset and c.recorded and not c.codes & dated
+    dated_entries = [c for c in primary if c.onset]
+    if dated_entries:
+        dated = {code for c in dated_entries for code in c.codes}
+        candidates = dated_entries + [
+            c
+            for c in primary
+            if not c.onset
+            and _recorded(c)
+            and not c.codes & dated
+            and not _same_breast(c.codes, dated)
         ]
-        return max(onsets + [d for d in others if d])
-    recorded = [d for c in primary if (d := _recorded(c))]
-    return min(recorded) if recorded else None
+        return max(candidates, key=lambda c: c.onset or _recorded(c) or date.min)
+    recorded = [c for c in primary if _recorded(c)]
+    return min(recorded, key=lambda c: _recorded(c) or date.max) if recorded else None
+
+
+_ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+_ICD9 = "http://hl7.org/fhir/sid/icd-9-cm"
+
+
+def _side(system: str, code: str) -> str | None:
+    """The side an ICD-10-CM C50 code names ("1" right, "2" left, "9" unspecified), if any."""
+    norm = code.upper().replace(".", "")
+    if system == _ICD10 and norm.startswith("C50") and len(norm) == 6 and norm[3] != "A":
+        return norm[5]
+    if system == _ICD10 and norm in ("C50A1", "C50A2", "C50A0"):
+        return {"C50A1": "1", "C50A2": "2", "C50A0": "9"}[norm]
+    return None
+
+
+def _same_breast(codes: frozenset[tuple[str, str]], dated: set[tuple[str, str]]) -> bool:
+    """Does an undated entry name the same breast as a dated one (C50.912 beside C50.412: both
+    left)? Then it is that diagnosis recorded again (a visit's encounter diagnosis), not a new
+    primary in the other breast. An unspecified side cannot show that: it stays a possible new
+    diagnosis (the conservative reading)."""
+    sides = {s for system, code in codes if (s := _side(system, code))}
+    known = {s for system, code in dated if (s := _side(system, code))}
+    return bool(sides & known) and "9" not in sides
 
 
 def _recorded(condition: ConditionFact) -> date | None:
@@ -402,8 +439,8 @@ def _new_diagnosis_exclusion(
     settled = today - timedelta(days=POST_SURGERY_STAGING_DAYS)
     surgery_done = any(d is not None and diagnosed <= d <= settled for d in surgeries)
     if _within(diagnosed, today, windows.new_diagnosis) and not surgery_done:
-        first = min(cancers, key=lambda c: _condition_date(c) or date.max)
-        return Exclusion("initial-staging", _ev(first, BREAST_CANCER))
+        entry = _diagnosing_entry(cancers) or cancers[0]  # the entry that dates it
+        return Exclusion("initial-staging", _ev(entry, BREAST_CANCER))
     return None
 
 
@@ -481,8 +518,10 @@ def _other_cancer_exclusions(facts: PatientFacts, today: date) -> list[Exclusion
     found = []
     for c in facts.conditions:
         if HISTORY_OTHER in c.concepts and OTHER_CANCER not in c.concepts and _counts(c):
-            dates = [d for d in (c.onset, c.recorded, c.abatement) if d]
-            if not dates or _within(max(dates), today, 365 * OTHER_CANCER_YEARS):
+            # Dated by when it ended or began; the recorded date only when neither is known
+            # (a 2008 thyroid cancer reconciled onto the problem list in 2023 is from 2008).
+            when = c.abatement or c.onset or c.recorded
+            if when is None or _within(when, today, 365 * OTHER_CANCER_YEARS):
                 found.append(Exclusion("other-cancer-history", _ev(c, HISTORY_OTHER)))
             continue
         if OTHER_CANCER not in c.concepts or BREAST_CANCER in c.concepts or not _counts(c):
@@ -562,6 +601,10 @@ def _variant_11(
         found = _recent_finding(p.concepts, p.status, p.performed, today, windows.symptom_new)
         if found:
             current.append(Exclusion(f"symptom:{found}", _ev(p, found)))
+    for m in facts.medications:  # prescribed for a symptom lately ("oxycodone for hip pain")
+        found = _recent_finding(m.concepts, m.status, m.authored, today, windows.symptom_new)
+        if found:
+            current.append(Exclusion(f"symptom:{found}", _ev(m, found)))
     lab_set = frozenset(LABS)
     for o in facts.observations:
         if o.status in VOID_RESULT:

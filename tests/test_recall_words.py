@@ -209,6 +209,26 @@ SILENCED: dict[str, Change] = {
     "history-of-lymphoma-in-words-recent": add(
         "conditions", local_condition("History of Hodgkin lymphoma", recordedDate="2025-02-01")
     ),
+    "undated-unspecified-side-recorded-last-month": add(
+        "conditions", condition("C50.919", recordedDate="2026-10-15")
+    ),
+    "oxycodone-for-new-hip-pain": add(
+        "medications",
+        med_by_name(
+            "oxycodone 5 mg tablet",
+            authoredOn="2026-11-01",
+            reasonCode=[{"text": "Right hip pain"}],
+        ),
+    ),
+    "colon-cancer-ended-2022-as-text": add(
+        "conditions",
+        local_condition(
+            "Adenocarcinoma of sigmoid colon, stage IIIB",
+            status="resolved",
+            onsetDateTime="2021-03-01",
+            abatementString="completed FOLFOX 06/2022",
+        ),
+    ),
     "capecitabine-brand": add("medications", med_by_name("Xeloda 500 mg tablet")),
     "chemo-stopped-last-month": add(
         "medications",
@@ -297,6 +317,13 @@ WARNED: dict[str, Change] = {
     "history-of-lymphoma-in-words-old": add(
         "conditions",
         local_condition("History of Hodgkin lymphoma, treated 1989", recordedDate="2012-01-01"),
+    ),
+    "encounter-diagnosis-same-breast": add(
+        "conditions", condition("C50.912", recordedDate="2026-10-15")
+    ),
+    "thyroid-cancer-2008-reconciled-2023": add(
+        "conditions",
+        condition("Z85.850", onsetDateTime="2008-05-01", recordedDate="2023-02-01"),
     ),
     "migrated-icd-entry-ended-2016": add(
         "conditions",
