@@ -120,6 +120,11 @@ class WordMatcher:
     _memo: Memo[tuple[str, str], tuple[WordHit, ...]] = field(
         default_factory=lambda: Memo(50_000), repr=False
     )
+    _denials: Memo[str, bool] = field(default_factory=lambda: Memo(20_000), repr=False)
+
+    def __post_init__(self) -> None:
+        self._after_set = frozenset(self.after)
+        self._after_prefixes = tuple(cue + " " for cue in self.after)
 
     @classmethod
     def build(cls, doc: Mapping[str, Any]) -> WordMatcher:
@@ -183,10 +188,17 @@ class WordMatcher:
         """Is this answer a denial ("Absent", "No", "Negative", "No (qualifier value)")?"""
         if not text:
             return False
-        answer = normalise(_SEMANTIC_TAG.sub("", text)).strip()
-        return answer in self.after_alone or any(
-            answer == cue or answer.startswith(cue + " ") for cue in self.after
-        )
+        found = self._denials.get(text)
+        if found is None:
+            answer = normalise(_SEMANTIC_TAG.sub("", text)).strip()
+            found = (
+                answer in self.after_alone
+                or answer in self._after_set
+                or answer.startswith(self._after_prefixes)
+            )
+            if len(text) <= _MEMO_TEXT:
+                self._denials.remember(text, found)
+        return found
 
     def _find(self, scope: str, text: str) -> tuple[WordHit, ...]:
         automaton = self.automata[scope]
@@ -241,7 +253,7 @@ class WordMatcher:
             return False
         if rest in self.after_alone and len(clause) - word_end <= _REACH:
             return True
-        return any(rest == cue or rest.startswith(cue + " ") for cue in self.after)
+        return rest in self._after_set or rest.startswith(self._after_prefixes)
 
 
 def _literal(phrase: str) -> str:
