@@ -138,6 +138,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def column_length(column: Any) -> int:
+    """The declared length of a String column (what PostgreSQL enforces and SQLite does not)."""
+    length: int = column.property.columns[0].type.length
+    return length
+
+
 @dataclass(frozen=True)
 class VerdictRow:
     order_ref: str
@@ -363,9 +369,11 @@ class Store:
                     "received_at": now(),
                 }
                 statement = self._insert_or_skip(Feedback).values(**values)
-                statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-                result = s.execute(statement)
-                new += max(getattr(result, "rowcount", 0) or 0, 0)
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=["dedup_key"]
+                ).returning(Feedback.id)
+                # RETURNING, not rowcount: psycopg 3 reports -1 for INSERT ... ON CONFLICT.
+                new += s.execute(statement).first() is not None
         return new
 
     def snooze_from_feedback(self, card_uuid: str, days: int) -> bool:
@@ -421,8 +429,10 @@ class Store:
                 self._insert_or_skip(SeenToken)
                 .values(jti_key=key, expires_at=expires_at)
                 .on_conflict_do_nothing(index_elements=["jti_key"])
+                .returning(SeenToken.jti_key)
             )
-            return bool(getattr(result, "rowcount", 0))
+            # A row comes back only when this insert made it (rowcount is -1 on psycopg 3).
+            return result.first() is not None
 
     def count(self, model: type[Base]) -> int:
         with self.session() as s:

@@ -1,0 +1,172 @@
+"""Issue 15 (fail safe): replay on both databases, hostile input at the door, URLs that could
+take the EHR's token elsewhere, a store that is down or slow. Fault injection across processes
+(a stopped database, a trickling FHIR server, slow clients, a killed worker) is in
+``test_faults.py``."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cds_service import create_app
+from cds_service.hooks import MAX_DRAFT_ORDERS
+from cds_service.store import Feedback, Store, upgrade
+
+from .conftest import FIXTURES, TODAY, load_json
+
+SELECT = "/cds-services/breast-surveillance-order-select"
+SIGN = "/cds-services/breast-surveillance-order-sign"
+FEEDBACK = SELECT + "/feedback"
+MakeApp = Callable[..., Flask]
+
+
+@pytest.fixture()
+def make_app(db_url: str, tmp_path: Path) -> Iterator[MakeApp]:
+    apps: list[Flask] = []
+
+    def make(**extra: Any) -> Flask:
+        app = create_app(
+            {"today": TODAY, "database_url": db_url, "instance_dir": str(tmp_path), **extra}
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["cds_service"].store.close()
+
+
+@pytest.fixture()
+def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
+    upgrade(db_url, tmp_path)
+    opened = Store(db_url, b"k" * 32)
+    yield opened
+    opened.close()
+
+
+def seed(hook_instance: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = load_json(FIXTURES / "requests" / "seed-pet-ct.json")
+    body["hookInstance"] = hook_instance or str(uuid.uuid4())
+    return body
+
+
+def is_operation_outcome(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("resourceType") == "OperationOutcome"
+
+
+# --- 1. JWT replay on both databases ---------------------------------------------------------
+
+
+def test_a_jti_is_accepted_once(store: Store) -> None:
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    assert store.remember_token("iss", "jti-1", expires) is True
+    assert store.remember_token("iss", "jti-1", expires) is False
+    assert store.remember_token("iss", "jti-2", expires) is True
+
+
+def test_concurrent_uses_of_one_jti_accept_exactly_one(store: Store, db_url: str) -> None:
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+    others = [Store(db_url, b"k" * 32) for _ in range(2)]  # as other worker processes would
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def use(target: Store) -> None:
+        barrier.wait(timeout=30)
+        results.append(target.remember_token("iss", "same", expires))
+
+    threads = [threading.Thread(target=use, args=(s,)) for s in [store, *others] * 2]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        for other in others:
+            other.close()
+    assert sorted(results) == [False] * 5 + [True]
+
+
+def test_feedback_stored_count_is_true_on_both_databases(make_app: MakeApp) -> None:
+    client = make_app().test_client()
+    item = {"card": str(uuid.uuid4()), "outcome": "accepted", "acceptedSuggestions": []}
+    first = client.post(FEEDBACK, json={"feedback": [item]})
+    again = client.post(FEEDBACK, json={"feedback": [item]})
+    assert (first.get_json()["stored"], again.get_json()["stored"]) == (1, 0)
+
+
+# --- 5, 9, 13. input checked against what the store and the rules can take ------------------
+
+
+def _override(**reason: Any) -> dict[str, Any]:
+    return {
+        "card": str(uuid.uuid4()),
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": "shared-decision", "system": "https://x/cs", **reason}
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("item", "where"),
+    [
+        ({"card": "c" * 65, "outcome": "accepted"}, "feedback[0].card"),
+        (_override(code="x" * 101), "feedback[0].overrideReason.reason.code"),
+        (_override(system="https://" + "s" * 300), "feedback[0].overrideReason.reason.system"),
+        (_override(display="d" * 301), "feedback[0].overrideReason.reason.display"),
+        (
+            {"card": "c", "outcome": "accepted", "acceptedSuggestions": [{"id": "i" * 201}]},
+            "feedback[0].acceptedSuggestions[0].id",
+        ),
+    ],
+)
+def test_feedback_longer_than_the_columns_is_400(
+    make_app: MakeApp, item: dict[str, Any], where: str
+) -> None:
+    app = make_app()
+    response = app.test_client().post(FEEDBACK, json={"feedback": [item]})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert is_operation_outcome(body)
+    assert body["issue"][0]["expression"] == [where]
+    assert app.extensions["cds_service"].store.count(Feedback) == 0
+
+
+def test_feedback_at_the_column_sizes_is_stored(make_app: MakeApp) -> None:
+    app = make_app()
+    item = _override(code="x" * 100, system="https://" + "s" * 292, display="d" * 300)
+    item["card"] = "c" * 64
+    response = app.test_client().post(FEEDBACK, json={"feedback": [item]})
+    assert response.status_code == 200
+    assert response.get_json()["stored"] == 1
+
+
+def test_a_hook_instance_longer_than_the_audit_column_is_400(client: Any) -> None:
+    response = client.post(SELECT, json=seed("h" * 101))
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["hookInstance"]
+
+
+def test_draft_orders_past_the_limit_are_refused_naming_it(client: Any) -> None:
+    body = seed()
+    entry = body["context"]["draftOrders"]["entry"][0]
+    body["hook"] = "order-sign"
+    body["context"].pop("selections", None)
+    body["context"]["draftOrders"]["entry"] = []
+    for index in range(MAX_DRAFT_ORDERS + 1):
+        copied = copy.deepcopy(entry)
+        copied["resource"]["id"] = f"order-{index}"
+        body["context"]["draftOrders"]["entry"].append(copied)
+    response = client.post(SIGN, json=body)
+    assert response.status_code == 400
+    assert str(MAX_DRAFT_ORDERS) in response.get_json()["issue"][0]["diagnostics"]
+    body["context"]["draftOrders"]["entry"].pop()
+    assert client.post(SIGN, json=body).status_code == 200
