@@ -11,6 +11,7 @@ bare 401; the reason is logged, the token never.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import Unauthorized, first_problem
+from .fhir_client import unambiguous_url
 
 logger = logging.getLogger("cds_service.auth")
 
@@ -49,11 +52,26 @@ class IssuerConfig(BaseModel):
     @field_validator("jku")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(
-            ("https://", "http://127.0.0.1", "http://localhost")
-        ):
-            raise ValueError("jku must be an https URL")
+        if value is not None and not jku_allowed(value):
+            raise ValueError(
+                "jku must be an https URL (plain http only to a loopback address literal)"
+            )
         return value
+
+
+def jku_allowed(url: str) -> bool:
+    """https to any host; plain http only to a loopback IP literal (tests). Parsed, not
+    compared as a prefix: ``http://127.0.0.1.evil.example`` and ``http://localhost.evil``
+    are other hosts."""
+    if not unambiguous_url(url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return False
 
 
 class IssuersFile(BaseModel):

@@ -67,7 +67,11 @@ class FhirClient:
 
     def inside_base(self, url: str) -> bool:
         """Same scheme, host and port as the base, and a path that is the base's or under it.
-        HAPI's paging links address the base itself (``{base}?_getpages=...``)."""
+        HAPI's paging links address the base itself (``{base}?_getpages=...``). A URL that
+        parsers could read differently (userinfo, backslashes, spaces or control characters)
+        is never inside: urllib3 must connect to the host this check saw."""
+        if not unambiguous_url(url):
+            return False
         there = urlsplit(url)
         return _origin(there) == self._origin and (
             there.path == self._path.rstrip("/") or there.path.startswith(self._path)
@@ -75,7 +79,7 @@ class FhirClient:
 
     def get(self, url: str, what: str) -> Any:
         absolute = urljoin(self.base, url)
-        if not self.inside_base(absolute):
+        if not plain_characters(url) or not self.inside_base(absolute):
             # A next link that leaves the FHIR base would take the token elsewhere.
             raise FhirUnavailable(
                 f"{what}: the FHIR server linked outside its base", [f"prefetch.{what}"]
@@ -138,6 +142,29 @@ class FhirClient:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def plain_characters(url: str) -> bool:
+    """No backslash, whitespace or control character (``urlsplit`` silently drops tabs and
+    newlines; other parsers do not)."""
+    return not any(c == "\\" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url)
+
+
+def unambiguous_url(url: str) -> bool:
+    """An absolute http(s) URL that every parser reads the same way: no userinfo (``@`` in the
+    authority), no backslash, whitespace or control character anywhere, a host and a numeric
+    port if any. ``http://127.0.0.1:1\\@127.0.0.1:2/`` is read as host 127.0.0.1:2 by
+    ``urlsplit`` but connected to 127.0.0.1:1 by urllib3."""
+    if not plain_characters(url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _DEFAULT_PORTS or "@" in parts.netloc or not parts.hostname:
+        return False
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return True
 
 
 def _origin(parts: SplitResult) -> tuple[str, str, int | None]:

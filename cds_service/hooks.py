@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 import orjson
 
 from .errors import InvalidRequest
 from .fhir import receive
+from .fhir_client import unambiguous_url
 from .store import Call, Feedback, FeedbackItem, column_length
 
 # What the store can hold: longer values are refused here with a 400 naming the element, not
@@ -94,9 +94,11 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
     )
     fhir_server = _require_str(body, "fhirServer", "fhirServer", required=False)
     if fhir_server is not None:
-        parts = urlsplit(fhir_server)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidRequest("fhirServer must be an absolute http(s) URL", ["fhirServer"])
+        if not unambiguous_url(fhir_server):
+            raise InvalidRequest(
+                "fhirServer must be an absolute http(s) URL without userinfo or backslashes",
+                ["fhirServer"],
+            )
     access_token = None
     auth = body.get("fhirAuthorization")
     if auth is not None:

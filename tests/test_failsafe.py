@@ -170,3 +170,75 @@ def test_draft_orders_past_the_limit_are_refused_naming_it(client: Any) -> None:
     assert str(MAX_DRAFT_ORDERS) in response.get_json()["issue"][0]["diagnostics"]
     body["context"]["draftOrders"]["entry"].pop()
     assert client.post(SIGN, json=body).status_code == 200
+
+
+# --- 3, 12. URLs that could take the EHR's token (or our key fetches) elsewhere --------------
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://127.0.0.1:{evil}\\@127.0.0.1:{good}/fhir/Condition?page=2",
+        "http://127.0.0.1:{evil}@127.0.0.1:{good}/fhir/Condition?page=2",
+        "http://user@127.0.0.1:{good}/fhir/Condition?page=2",
+        "http://127.0.0.1:{good}/fhir/Condition?page=2\\",
+        "http://127.0.0.1:{good}/fhir/Condition ?page=2",
+        "http://127.0.0.1:{good}/fhir/Cond\tition",
+    ],
+)
+def test_a_next_link_parsers_could_read_differently_is_never_followed(link: str) -> None:
+    import time
+
+    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+
+    client = FhirClient(fhir_pool(), "http://127.0.0.1:8001/fhir", "tok", time.monotonic() + 5)
+    url = link.format(evil=8002, good=8001)
+    assert not client.inside_base(url)
+    with pytest.raises(FhirUnavailable, match="outside its base"):
+        client.get(url, "conditions")  # refused before any connection is made
+
+
+def test_the_link_check_still_allows_the_base_and_below() -> None:
+    import time
+
+    from cds_service.fhir_client import FhirClient, fhir_pool
+
+    client = FhirClient(fhir_pool(), "http://127.0.0.1:8001/fhir", None, time.monotonic() + 5)
+    assert client.inside_base("http://127.0.0.1:8001/fhir/Condition?_page=2")
+    assert client.inside_base("http://127.0.0.1:8001/fhir?_getpages=x")
+    assert not client.inside_base("http://127.0.0.1:8002/fhir/Condition")
+
+
+@pytest.mark.parametrize(
+    "server", ["http://u:p@127.0.0.1:9/fhir", "http://127.0.0.1:9\\@example.org/fhir"]
+)
+def test_a_fhir_server_with_userinfo_or_backslash_is_400(client: Any, server: str) -> None:
+    body = seed()
+    body["fhirServer"] = server
+    response = client.post(SELECT, json=body)
+    assert response.status_code == 400
+    assert response.get_json()["issue"][0]["expression"] == ["fhirServer"]
+
+
+@pytest.mark.parametrize(
+    ("jku", "allowed"),
+    [
+        ("https://ehr.example.org/jwks.json", True),
+        ("http://127.0.0.1:8080/jwks.json", True),
+        ("http://[::1]:8080/jwks.json", True),
+        ("http://127.0.0.1.evil.example/jwks.json", False),
+        ("http://localhost.evil.example/jwks.json", False),
+        ("http://localhost/jwks.json", False),  # a name, not a literal: resolved elsewhere
+        ("http://ehr.example.org/jwks.json", False),
+        ("https://x@ehr.example.org/jwks.json", False),
+        ("https://evil.example\\@ehr.example.org/jwks.json", False),
+    ],
+)
+def test_jku_is_parsed_https_only_except_loopback_literals(jku: str, allowed: bool) -> None:
+    from cds_service.auth import IssuerConfig
+
+    if allowed:
+        assert IssuerConfig(iss="x", jku=jku).jku == jku
+    else:
+        with pytest.raises(ValueError, match="jku must be an https URL"):
+            IssuerConfig(iss="x", jku=jku)
