@@ -150,15 +150,15 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server exited: {self.log_tail()}")
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
             try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
                 conn.request("GET", "/cds-services")
                 if conn.getresponse().status == 200:
-                    conn.close()
                     return
-                conn.close()
             except OSError:
                 pass
+            finally:
+                conn.close()  # also when the server reset the connection (not yet ready)
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} server not ready in {timeout:.0f} s: {self.log_tail()}")
 

@@ -14,7 +14,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
-from .errors import InvalidRequest, UnknownService
+from .errors import InvalidRequest, ServiceUnavailable, UnknownService
 from .facts import OrderFact
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather, is_partial
@@ -30,7 +30,7 @@ from .rules import (
 )
 from .services import Service
 from .state import State, get_state
-from .store import VerdictRow, now
+from .store import StoreUnavailable, VerdictRow, now
 
 bp = Blueprint("cds", __name__)
 logger = logging.getLogger("cds_service.api")
@@ -98,7 +98,16 @@ def decide(
         findings = judge_without_record(orders, knowledge)
     snoozed: frozenset[str] = frozenset()
     if any(f.verdict == "warn" for f in findings):
-        snoozed = state.store.snoozed_studies(req.patient_id, today)
+        found = state.store.snoozed_studies(req.patient_id, today)
+        if found is not None:
+            snoozed = found
+        else:
+            # The store did not answer in time: the cards go out as if nothing were snoozed
+            # (a repeat warning at worst); ordering never waits for the database.
+            logger.warning(
+                "snooze unknown: store unavailable",
+                extra={"fields": {"event": "snooze-unknown", "hookInstance": req.hook_instance}},
+            )
     findings = apply_policy(findings, state.site, client_options, snoozed)
     where = Presentation(
         base_url=public_base_url(),
@@ -188,12 +197,18 @@ def feedback(service_id: str) -> Response:
         raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
     reasons = state.knowledge.override_reasons
     items = parse_feedback(_body(), {c.code: c.display for c in reasons.concept})
-    stored = state.store.add_feedback(service_id, items)
-    snoozes = 0
-    for item in items:
-        days = reasons.snooze_days(item.override_code or "")
-        if item.outcome == "overridden" and item.card_uuid and days:
-            snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
+    try:
+        stored = state.store.add_feedback(service_id, items)
+        snoozes = 0
+        for item in items:
+            days = reasons.snooze_days(item.override_code or "")
+            if item.outcome == "overridden" and item.card_uuid and days:
+                snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
+    except StoreUnavailable as exc:
+        # Not acknowledged: the client may send it again (each item is stored once).
+        raise ServiceUnavailable(
+            "feedback could not be stored now (the database is unavailable); send it again later"
+        ) from exc
     logger.info(
         "feedback",
         extra={
@@ -221,7 +236,13 @@ def _authenticate() -> None:
     if verifier is None or request.endpoint not in AUTHENTICATED or request.method == "OPTIONS":
         return
     audience = public_base_url() + request.path
-    claims = verifier.verify(request.headers.get("Authorization"), audience)
+    try:
+        claims = verifier.verify(request.headers.get("Authorization"), audience)
+    except StoreUnavailable as exc:
+        # A replay cannot be ruled out without the store: refused, said as such (not 401).
+        raise ServiceUnavailable(
+            "client authentication is unavailable (replay check); try again later"
+        ) from exc
     issuer = verifier.issuers[claims["iss"]]
     g.client_iss = issuer.iss
     g.issuer_fhir_servers = issuer.fhir_servers

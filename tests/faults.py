@@ -1,0 +1,179 @@
+"""Faults the tests inject: a TCP proxy in front of PostgreSQL that can freeze (stop forwarding,
+connections stay open) or go down (close every connection, refuse new ones), a SQLite write
+lock held by another connection, and a run-with-a-bound helper. Loopback only; every thread
+stops by itself and every socket is closed on ``close()``."""
+
+from __future__ import annotations
+
+import select
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import make_url
+
+T = TypeVar("T")
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target port, until told to freeze or go down."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.mode = "pass"
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.1)
+        self.port: int = self.listener.getsockname()[1]
+        self._start(self._accept)
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            if self.mode == "down":
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            self._start(self._pump, client, upstream)
+            self._start(self._pump, upstream, client)
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        while not self.stopping.is_set():
+            if self.mode == "freeze":
+                self.stopping.wait(0.05)  # hold the bytes: the peer waits on its socket
+                continue
+            if self.mode == "down":
+                break
+            try:
+                ready, _, _ = select.select([source], [], [], 0.1)
+                if not ready:
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+            except OSError:
+                break
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def freeze(self) -> None:
+        self.mode = "freeze"
+
+    def down(self) -> None:
+        self.mode = "down"
+
+    def restore(self) -> None:
+        self.mode = "pass"
+
+    def close(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(timeout=10)
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
+
+
+class StoreFault:
+    """A database the tests can freeze, take down and restore: PostgreSQL through a TcpProxy;
+    SQLite through a write lock held by another connection (its readers are never blocked:
+    WAL), released on restore."""
+
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.proxy: TcpProxy | None = None
+        self.holder: sqlite3.Connection | None = None
+        url = make_url(db_url)
+        if url.get_backend_name() == "postgresql":
+            self.proxy = TcpProxy(url.port or 5432)
+            self.url = url.set(port=self.proxy.port).render_as_string(hide_password=False)
+        else:
+            self.url = db_url
+
+    def freeze(self) -> None:
+        if self.proxy is not None:
+            self.proxy.freeze()
+            return
+        path = self.db_url.split("///", 1)[1]
+        self.holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.holder.execute("BEGIN IMMEDIATE")
+
+    def down(self) -> None:
+        if self.proxy is not None:
+            self.proxy.down()
+        else:
+            self.freeze()
+
+    def restore(self) -> None:
+        if self.proxy is not None:
+            self.proxy.restore()
+        if self.holder is not None:
+            self.holder.execute("ROLLBACK")
+            self.holder.close()
+            self.holder = None
+
+    def close(self) -> None:
+        self.restore()
+        if self.proxy is not None:
+            self.proxy.close()
+
+
+@contextmanager
+def store_fault(db_url: str) -> Iterator[StoreFault]:
+    fault = StoreFault(db_url)
+    try:
+        yield fault
+    finally:
+        fault.close()
+
+
+def within(seconds: float, work: Callable[[], T]) -> T:
+    """``work()`` in a thread; fails the test (instead of hanging it) when it has not returned
+    after ``seconds`` (a generous functional bound, not a performance target)."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise AssertionError(f"no answer within {seconds} s: the call hung")
+    if errors:
+        raise errors[0]
+    return result[0]
