@@ -184,3 +184,28 @@ def test_a_new_connection_sets_no_journal_mode(db_url: str, tmp_path: Path) -> N
     assert str(mode).lower() == "wal"
     assert statements and not [s for s in statements if "journal_mode=" in s.lower()]
     assert any("busy_timeout" in s.lower() for s in statements)
+
+
+@pytest.mark.parametrize("kind", ["freeze", "down"])
+def test_jwt_calls_are_refused_with_503_not_hung_while_the_store_is_out(
+    make_app: Callable[..., Flask], fault: StoreFault, tmp_path: Path, kind: str
+) -> None:
+    from .test_auth import BASE, EC_KEY, ISS, public_jwk, token, write_issuers
+
+    issuers = write_issuers(
+        tmp_path / "issuers.json",
+        [{"iss": ISS, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1", "ES384")]}}],
+    )
+    app = make_app(jwt_issuers_file=str(issuers), public_base_url=BASE, cors_origins="")
+    client = app.test_client()
+
+    def call() -> Any:
+        return client.post(SELECT, json=seed(), headers={"Authorization": f"Bearer {token()}"})
+
+    assert call().status_code == 200
+    getattr(fault, kind)()
+    refused = within(BOUND, call)
+    assert refused.status_code == 503
+    assert refused.get_json()["resourceType"] == "OperationOutcome"
+    fault.restore()
+    assert within(BOUND, call).status_code == 200
