@@ -177,3 +177,122 @@ def within(seconds: float, work: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return result[0]
+
+
+class TricklingServer:
+    """An HTTP server that answers every request one byte at a time (a header line that never
+    ends quickly), for at most ``seconds``; it records the connections the client gave up on
+    before the trickle ended."""
+
+    def __init__(self, interval: float = 0.05, seconds: float = 30.0) -> None:
+        self.interval = interval
+        self.seconds = seconds
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.abandoned = 0
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)
+        self.listener.settimeout(0.1)
+        self.base = f"http://127.0.0.1:{self.listener.getsockname()[1]}/fhir"
+        self._start(self._accept)
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with self.lock:
+                self.sockets.append(conn)
+                self.connections += 1
+            self._start(self._trickle, conn)
+
+    def _trickle(self, conn: socket.socket) -> None:
+        conn.settimeout(1.0)
+        try:
+            conn.recv(65536)  # the request (small GETs)
+        except OSError:
+            return
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nX-Slow: "
+        steps = int(self.seconds / self.interval)
+        for index in range(steps):
+            if self.stopping.wait(self.interval):
+                return
+            try:
+                conn.sendall(head[index : index + 1] if index < len(head) else b"a")
+            except OSError:
+                with self.lock:
+                    self.abandoned += 1
+                return
+            if index > 2:
+                try:  # a peer that shut the connection down reads as EOF here
+                    conn.setblocking(False)
+                    if conn.recv(1) == b"":
+                        with self.lock:
+                            self.abandoned += 1
+                        return
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    with self.lock:
+                        self.abandoned += 1
+                    return
+                finally:
+                    conn.settimeout(1.0)
+
+    def close(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(timeout=10)
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                sock.close()
+
+
+class HealthyFhirServer:
+    """Answers every read with a Patient and every search with an empty Bundle, at once."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                if "?" in self.path:
+                    body = b'{"resourceType": "Bundle", "type": "searchset", "entry": []}'
+                else:
+                    body = (
+                        b'{"resourceType": "Patient", "id": "seed-patient", '
+                        b'"gender": "female", "birthDate": "1968-03-14"}'
+                    )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}/fhir"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)

@@ -209,3 +209,55 @@ def test_jwt_calls_are_refused_with_503_not_hung_while_the_store_is_out(
     assert refused.get_json()["resourceType"] == "OperationOutcome"
     fault.restore()
     assert within(BOUND, call).status_code == 200
+
+
+# --- 7. the FHIR budget is a wall clock; one slow server starves no other -------------------
+
+
+@pytest.fixture()
+def trickling() -> Iterator[Any]:
+    from .faults import TricklingServer
+
+    server = TricklingServer()
+    yield server
+    server.close()
+
+
+def test_a_trickling_fhir_server_is_cut_off_at_the_deadline(trickling: Any) -> None:
+    import time
+
+    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+
+    pool = fhir_pool()
+    client = FhirClient(pool, trickling.base, None, time.monotonic() + 0.5)
+    # The trickle would last 30 s: the query must end long before (10 x the budget is the
+    # functional bound, not a latency target).
+    with pytest.raises(FhirUnavailable):
+        within(10, lambda: client.get("Patient/x", "patient"))
+    pool.clear()
+
+
+def test_calls_to_a_trickling_server_do_not_starve_calls_to_a_healthy_one(
+    trickling: Any, tmp_path: Path
+) -> None:
+    from .faults import HealthyFhirServer
+    from .test_fhir_access import without_prefetch
+
+    healthy = HealthyFhirServer()
+    app = create_app({"today": TODAY, "fhir_timeout": "0.5", "instance_dir": str(tmp_path)})
+    client = app.test_client()
+    try:
+        for _ in range(6):  # each call starts ~7 queries: 42 > the 16 threads of the pool
+            slow = within(
+                BOUND, lambda: client.post(SELECT, json=without_prefetch(seed(), trickling.base))
+            )
+            assert slow.status_code == 412
+        fine = within(
+            BOUND, lambda: client.post(SELECT, json=without_prefetch(seed(), healthy.base))
+        )
+        assert fine.status_code == 200, fine.get_data(as_text=True)
+    finally:
+        state = app.extensions["cds_service"]
+        state.store.close()
+        state.http.clear()
+        healthy.close()
