@@ -136,8 +136,10 @@ class Verifier:
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        public_base: str | None = None,
     ) -> None:
         self.issuers = dict(issuers)
+        self.public_base = public_base.rstrip("/") if public_base else None
         self.remember_jti = remember_jti
         self.session = session
         self.skew = skew
@@ -209,6 +211,11 @@ class Verifier:
             raise Unauthorized(f"missing claim {exc.claim}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from exc
+        aud = claims["aud"]
+        if isinstance(aud, list) and not all(self._ours(entry) for entry in aud):
+            # PyJWT accepts a list holding our URL among others: a token made for several
+            # services could then be replayed here. A list may name only URLs we serve.
+            raise Unauthorized("aud lists a URL this service does not serve")
         now = self.clock()
         iat = claims["iat"]
         if not isinstance(iat, int | float) or iat > now + self.skew:
@@ -226,6 +233,14 @@ class Verifier:
         if not self.remember_jti(issuer.iss, jti, datetime.fromtimestamp(expires, UTC)):
             raise Unauthorized("jti replayed")
         return claims
+
+    def _ours(self, audience: Any) -> bool:
+        base = self.public_base
+        return (
+            isinstance(audience, str)
+            and base is not None
+            and (audience == base or audience.startswith(base + "/cds-services"))
+        )
 
     def _key(self, issuer: IssuerConfig, kid: str) -> jwt.PyJWK:
         static = self._static.get(issuer.iss, {})
