@@ -53,14 +53,19 @@ def _serve(args: argparse.Namespace) -> int:
             args.host,
         )
     gunicorn.http.wsgi.SERVER = ""  # no server banner in responses
+    from .serving import BufferedFront
+
+    # Each worker reads whole requests on an event loop before the app sees them (slow
+    # clients hold a socket, not the worker); --threads calls at a time run the app in each
+    # worker. See serving.py.
+    front = BufferedFront(app, state.settings.max_body_bytes, max(args.threads, 1))
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": args.workers,
-                "worker_class": "gthread" if args.threads > 1 else "sync",
-                "threads": args.threads,
+                "worker_class": "cds_service.serving.Worker",
                 "timeout": 30,
                 "graceful_timeout": 10,
                 "keepalive": 5,
@@ -73,7 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return app
+            return front
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cds-service: serving on http://{host}:{args.port}/cds-services", file=sys.stderr)

@@ -296,3 +296,64 @@ class HealthyFhirServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=10)
+
+
+class SlowClients:
+    """``count`` connections that trickle a request and never finish it: half send their
+    headers a byte at a time, half send complete headers and then a body a byte at a time.
+    A thread keeps them trickling (one byte each per ``interval``) until ``close()``, for at
+    most ``seconds``."""
+
+    def __init__(
+        self, port: int, path: str, count: int = 50, interval: float = 0.5, seconds: float = 120
+    ) -> None:
+        self.sockets: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.opened = 0
+        for index in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            self.sockets.append(sock)
+            if index % 2:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                    "\r\nContent-Length: 100000\r\n\r\n{".encode()
+                )
+            else:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
+            self.opened += 1
+        self.steps = int(seconds / interval)
+        self.interval = interval
+        self.thread = threading.Thread(target=self._trickle, daemon=True)
+        self.thread.start()
+
+    def _trickle(self) -> None:
+        for _ in range(self.steps):
+            if self.stopping.wait(self.interval):
+                return
+            for sock in self.sockets:
+                try:
+                    sock.send(b" ")
+                except OSError:
+                    pass
+
+    def still_open(self) -> int:
+        """Connections the server has not closed (a closed one reads as EOF or an error)."""
+        count = 0
+        for sock in self.sockets:
+            try:
+                sock.setblocking(False)
+                data = sock.recv(1, socket.MSG_PEEK)
+                count += data != b""
+            except (BlockingIOError, InterruptedError):
+                count += 1
+            except OSError:
+                pass
+            finally:
+                sock.setblocking(True)
+        return count
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        for sock in self.sockets:
+            sock.close()

@@ -261,3 +261,130 @@ def test_calls_to_a_trickling_server_do_not_starve_calls_to_a_healthy_one(
         state.store.close()
         state.http.clear()
         healthy.close()
+
+
+# --- served: slow clients, chunked bodies, a killed worker ----------------------------------
+
+
+class Served:
+    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 2) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        import requests
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(self.port)]
+            + ["--workers", str(workers)],
+            env={
+                **os.environ,
+                "CDS_INSTANCE_DIR": str(tmp_path),
+                "CDS_TODAY": TODAY,
+                **env,
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/cds-services", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.close()
+        raise AssertionError("cds-service serve did not start")
+
+    def worker_pids(self) -> list[int]:
+        import subprocess
+
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def close(self) -> None:
+        import subprocess
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture()
+def served(tmp_path: Path) -> Iterator[Served]:
+    server = Served(tmp_path, {})
+    yield server
+    server.close()
+
+
+def test_fifty_slow_clients_do_not_stop_the_service(served: Served) -> None:
+    import requests
+
+    from .faults import SlowClients
+
+    slow = SlowClients(served.port, SELECT, count=50)
+    try:
+        statuses = []
+        with requests.Session() as session:
+            for _ in range(5):
+                response = session.post(served.base + SELECT, json=seed(), timeout=BOUND)
+                statuses.append(response.status_code)
+        held = slow.still_open()
+    finally:
+        slow.close()
+    assert statuses == [200] * 5
+    assert held == 50  # the slow connections were held open throughout, not dropped
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as sock:
+        sock.sendall(data)
+        received = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            if b"\r\n\r\n" in received and (b"connection: close" in received.lower()):
+                continue
+    return received
+
+
+def test_a_malformed_chunk_is_400_not_500(served: Served) -> None:
+    head = f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    answer = _raw(served.port, (head + "Connection: close\r\n\r\nZZ\r\nab\r\n0\r\n\r\n").encode())
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+
+
+def test_a_chunked_body_over_the_limit_is_413(served: Served) -> None:
+    head = (
+        f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\n\r\n"
+    ).encode()
+    chunk = b"x" * (1024 * 1024)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
+    answer = _raw(served.port, head + body)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"OperationOutcome" in answer
+    small = seed()
+    data = __import__("json").dumps(small).encode()
+    ok = _raw(served.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+    assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
