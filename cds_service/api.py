@@ -12,9 +12,16 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
-from .errors import InvalidRequest, ServiceUnavailable, UnknownService
+from .errors import (
+    CdsServiceError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnknownService,
+)
 from .facts import OrderFact
 from .fhir import Sources, build_facts, find_draft, parse_orders, validate_cited
 from .gather import gather, is_partial
@@ -41,13 +48,39 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _body(decode: Callable[[bytes], Any] = orjson.loads) -> Any:
-    data = request.get_data(cache=False)
+    try:
+        data = _read_body()
+    except (CdsServiceError, HTTPException):
+        raise  # 413
+    except Exception as exc:  # noqa: BLE001 - the WSGI server's framing errors (gunicorn's
+        # InvalidChunkSize and ChunkMissingTerminator, NoMoreData) come from the client's bytes
+        raise InvalidRequest(
+            f"request body could not be read (malformed framing: {type(exc).__name__})"
+        ) from exc
     if not data.strip():
         raise InvalidRequest("request body is empty; a JSON object is required")
     try:
         return decode(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from exc
+
+
+def _read_body() -> bytes:
+    """The whole body, or 413 past MAX_CONTENT_LENGTH. With a Content-Length werkzeug checks
+    the limit; a chunked body (no length) is read here to its end, so that one over the limit
+    is refused as such rather than cut at it and read as broken JSON."""
+    limit: int | None = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(65536):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge("request body is larger than this service accepts")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @bp.get("/cds-services")

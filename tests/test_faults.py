@@ -267,7 +267,9 @@ def test_calls_to_a_trickling_server_do_not_starve_calls_to_a_healthy_one(
 
 
 class Served:
-    def __init__(self, tmp_path: Path, env: dict[str, str], workers: int = 2) -> None:
+    def __init__(
+        self, tmp_path: Path, env: dict[str, str], workers: int = 2, wsgi: bool = False
+    ) -> None:
         import os
         import socket
         import subprocess
@@ -281,9 +283,12 @@ class Served:
             self.port = s.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp_path / "serve.log", "w+b")  # noqa: SIM115 - closed in close()
+        command = [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(self.port)]
+        if wsgi:  # the WSGI app under plain gunicorn sync workers, as a site may run it
+            command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}"]
+            command += ["--control-socket", str(tmp_path / "g.ctl"), "cds_service:create_app()"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cds_service.cli", "serve", "--port", str(self.port)]
-            + ["--workers", str(workers)],
+            command + ["--workers", str(workers)],
             env={
                 **os.environ,
                 "CDS_INSTANCE_DIR": str(tmp_path),
@@ -368,13 +373,23 @@ def _raw(port: int, data: bytes) -> bytes:
     return received
 
 
-def test_a_malformed_chunk_is_400_not_500(served: Served) -> None:
+@pytest.fixture(params=["serve", "wsgi"])
+def either(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Served]:
+    """`cds-service serve`, and the WSGI app under plain gunicorn."""
+    server = Served(tmp_path, {}, wsgi=request.param == "wsgi")
+    yield server
+    server.close()
+
+
+def test_a_malformed_chunk_is_400_not_500(either: Served) -> None:
+    served = either
     head = f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
     answer = _raw(served.port, (head + "Connection: close\r\n\r\nZZ\r\nab\r\n0\r\n\r\n").encode())
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
 
 
-def test_a_chunked_body_over_the_limit_is_413(served: Served) -> None:
+def test_a_chunked_body_over_the_limit_is_413(either: Served) -> None:
+    served = either
     head = (
         f"POST {SELECT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         "Content-Type: application/json\r\nConnection: close\r\n\r\n"
