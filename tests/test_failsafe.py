@@ -242,3 +242,47 @@ def test_jku_is_parsed_https_only_except_loopback_literals(jku: str, allowed: bo
     else:
         with pytest.raises(ValueError, match="jku must be an https URL"):
             IssuerConfig(iss="x", jku=jku)
+
+
+# --- 6. order-text patterns run in linear time ---------------------------------------------
+
+
+def test_every_order_text_pattern_runs_on_100_kib_of_adversarial_text() -> None:
+    """In a subprocess with a generous timeout: a backtracking pattern (13.8 s on 101 KiB for
+    one of them before RE2) ends the test instead of hanging the suite. The timings are
+    printed, not asserted (README, Security)."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.regex_worst_case"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "linear=True" in result.stdout
+
+
+def test_a_pattern_re2_cannot_run_is_a_mapping_error(tmp_path: Path) -> None:
+    import shutil
+
+    from cds_service.errors import MappingError
+    from cds_service.mappings import load_dir
+    from cds_service.rules import REQUIRED_CONCEPTS
+
+    from .conftest import MAPPINGS
+
+    copy_dir = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, copy_dir)
+    path = copy_dir / "order-text-patterns.json"
+    text = path.read_text(encoding="utf-8")
+    marker = '"\\\\bPET\\\\b'
+    assert marker in text
+    path.write_text(text.replace(marker, '"(\\\\bPET\\\\b)\\\\1?', 1), encoding="utf-8")
+    with pytest.raises(MappingError, match="not linear-time"):
+        load_dir(copy_dir, REQUIRED_CONCEPTS)
