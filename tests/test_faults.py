@@ -403,3 +403,59 @@ def test_a_chunked_body_over_the_limit_is_413(either: Served) -> None:
     data = __import__("json").dumps(small).encode()
     ok = _raw(served.port, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
     assert ok.startswith(b"HTTP/1.1 200"), ok[:200]
+
+
+def test_a_killed_worker_loses_no_acknowledged_feedback_and_little_audit(
+    db_url: str, tmp_path: Path
+) -> None:
+    """SIGKILL one of two workers mid-run. Acknowledged feedback is stored exactly once (it is
+    written before the 200); a killed worker loses the audit rows it had not yet written (the
+    calls of its last batch window, AUDIT_BATCH_SECONDS), never more. No answer is a 5xx."""
+    import os
+    import signal
+
+    import requests
+
+    upgrade(db_url, tmp_path)
+    server = Served(tmp_path, {"CDS_DATABASE_URL": db_url})
+    answered, acknowledged, statuses = 0, [], []
+    try:
+        for index in range(40):
+            if index == 20:
+                os.kill(server.worker_pids()[0], signal.SIGKILL)
+            try:  # a fresh connection each time: both workers get calls
+                response = requests.post(
+                    server.base + SELECT,
+                    json=seed(),
+                    timeout=BOUND,
+                    headers={"Connection": "close"},
+                )
+                statuses.append(response.status_code)
+                answered += response.status_code == 200
+                card = str(uuid.uuid4())
+                item = {"card": card, "outcome": "accepted", "acceptedSuggestions": []}
+                for _ in range(2):  # sent twice: stored once
+                    feedback = requests.post(
+                        server.base + FEEDBACK,
+                        json={"feedback": [item]},
+                        timeout=BOUND,
+                        headers={"Connection": "close"},
+                    )
+                    statuses.append(feedback.status_code)
+                    if feedback.status_code == 200:
+                        acknowledged.append(card)
+            except requests.ConnectionError:
+                continue  # the call the kill cut off: not answered, not acknowledged
+    finally:
+        server.close()  # SIGTERM: the surviving workers write what they queued
+    assert all(status < 500 for status in statuses), statuses
+    store = Store(db_url, b"k" * 32)
+    try:
+        with store.sessions() as session:
+            stored = [row.card_uuid for row in session.query(Feedback).all()]
+        audited = store.count(Call)
+    finally:
+        store.close()
+    assert sorted(set(acknowledged)) == sorted(stored)  # each acknowledged card once
+    assert answered >= 35
+    assert answered - 10 <= audited <= answered
