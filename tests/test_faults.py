@@ -459,3 +459,30 @@ def test_a_killed_worker_loses_no_acknowledged_feedback_and_little_audit(
     assert sorted(set(acknowledged)) == sorted(stored)  # each acknowledged card once
     assert answered >= 35
     assert answered - 10 <= audited <= answered
+
+
+def test_the_embedded_default_holds_concurrent_calls_on_several_workers(tmp_path: Path) -> None:
+    """SQLite (the default store) under `cds-service serve` with 4 workers: bursts of 8
+    concurrent calls, each a warning whose snooze look-up reads the store while the audit
+    threads write it. No answer may be a 5xx (a `database is locked` was one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    server = Served(tmp_path, {}, workers=4)
+
+    def one(_: int) -> int:
+        body = seed(str(uuid.uuid4()))  # a fresh patient: the snooze look-up reads the store
+        try:
+            return requests.post(
+                server.base + SELECT, json=body, timeout=BOUND, headers={"Connection": "close"}
+            ).status_code
+        except requests.ConnectionError:
+            return 0
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = [s for _ in range(10) for s in pool.map(one, range(8))]
+    finally:
+        server.close()
+    assert statuses.count(200) == 80, sorted(set(statuses))
