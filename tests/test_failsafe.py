@@ -286,3 +286,43 @@ def test_a_pattern_re2_cannot_run_is_a_mapping_error(tmp_path: Path) -> None:
     path.write_text(text.replace(marker, '"(\\\\bPET\\\\b)\\\\1?', 1), encoding="utf-8")
     with pytest.raises(MappingError, match="not linear-time"):
         load_dir(copy_dir, REQUIRED_CONCEPTS)
+
+
+# --- 4, 14. timeouts set on the store; the FHIR failure's reason kept in the log -------------
+
+
+def test_the_store_connections_have_timeouts(store: Store) -> None:
+    with store.engine.connect() as connection:
+        if store.engine.dialect.name == "postgresql":
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "5s"
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "5s"
+        else:
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_a_refused_fhir_server_is_told_generically_and_logged_in_detail(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    import logging
+    import socket
+
+    from .test_fhir_access import without_prefetch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    app = create_app({"today": TODAY, "fhir_timeout": "1", "instance_dir": str(tmp_path)})
+    try:
+        with caplog.at_level(logging.WARNING, logger="cds_service"):
+            response = app.test_client().post(
+                SELECT, json=without_prefetch(seed(), f"http://127.0.0.1:{port}/fhir")
+            )
+    finally:
+        app.extensions["cds_service"].store.close()
+    assert response.status_code == 412
+    diagnostics = response.get_json()["issue"][0]["diagnostics"]
+    assert "Connection" not in diagnostics and "reachable" not in diagnostics
+    logged = [
+        r for r in caplog.records if getattr(r, "fields", {}).get("event") == "fhir-unavailable"
+    ]
+    assert logged and "NewConnectionError" in str(logged[0].fields["failed"])
