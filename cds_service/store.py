@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -79,6 +79,15 @@ T = TypeVar("T")
 class StoreUnavailable(Exception):
     """The database did not answer in time or failed; the caller decides what that means
     (snooze unknown, 503 for feedback and for the JWT replay check)."""
+
+
+def _unavailable(what: str, fields: Mapping[str, Any], cause: BaseException) -> NoReturn:
+    logger.warning(
+        "store unavailable: %s",
+        what,
+        extra={"fields": {"event": "store-unavailable", "what": what, **fields}},
+    )
+    raise StoreUnavailable(what) from cause
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
@@ -360,29 +369,23 @@ class Store:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._pool_pid = -1
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def _bounded(self, seconds: float, what: str, work: Callable[[], T]) -> T:
         """``work()`` on the store's threads, waited for at most ``seconds``; a database error
         or the wait running out is StoreUnavailable (logged by class and code)."""
-        if self._pool is None or self._pool_pid != os.getpid():
-            self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
-            self._pool_pid = os.getpid()
-        future = self._pool.submit(work)
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():  # threads: per process
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+                self._pool_pid = os.getpid()
+            future = self._pool.submit(work)
         try:
             return future.result(timeout=seconds)
         except FutureTimeout as exc:
             future.cancel()  # if it has not started; else it ends when the database answers
-            fields: dict[str, Any] = {"error": "timeout", "seconds": seconds}
-            raise_from: BaseException = exc
+            _unavailable(what, {"error": "timeout", "seconds": seconds}, exc)
         except sa_exc.SQLAlchemyError as exc:
-            fields = error_fields(exc)
-            raise_from = exc
-        logger.warning(
-            "store unavailable: %s",
-            what,
-            extra={"fields": {"event": "store-unavailable", "what": what, **fields}},
-        )
-        raise StoreUnavailable(what) from raise_from
+            _unavailable(what, error_fields(exc), exc)
 
     def audit_status(self) -> dict[str, int]:
         """This process's audit queue: calls not yet written, calls lost for good."""
