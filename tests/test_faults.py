@@ -309,12 +309,9 @@ class Served:
         raise AssertionError("cds-service serve did not start")
 
     def worker_pids(self) -> list[int]:
-        import subprocess
+        from bench.served import children  # /proc, no procps needed
 
-        out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
-        ).stdout
-        return [int(pid) for pid in out.split()]
+        return children(self.proc.pid)
 
     def close(self) -> None:
         import subprocess
