@@ -184,7 +184,12 @@ class TricklingServer:
     ends quickly), for at most ``seconds``; it records the connections the client gave up on
     before the trickle ended."""
 
-    def __init__(self, interval: float = 0.05, seconds: float = 30.0) -> None:
+    HTTP = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nX-Slow: "
+    # A TLS record and ServerHello header announcing 16 KiB, then its bytes one at a time.
+    TLS = b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc\x03\x03"
+
+    def __init__(self, interval: float = 0.05, seconds: float = 30.0, head: bytes = HTTP) -> None:
+        self.head = head
         self.interval = interval
         self.seconds = seconds
         self.stopping = threading.Event()
@@ -223,13 +228,13 @@ class TricklingServer:
             conn.recv(65536)  # the request (small GETs)
         except OSError:
             return
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\nX-Slow: "
+        head = self.head
         steps = int(self.seconds / self.interval)
         for index in range(steps):
             if self.stopping.wait(self.interval):
                 return
             try:
-                conn.sendall(head[index : index + 1] if index < len(head) else b"a")
+                conn.sendall(head[index : index + 1] if index < len(head) else b"\x00")
             except OSError:
                 with self.lock:
                     self.abandoned += 1

@@ -237,6 +237,27 @@ def test_a_trickling_fhir_server_is_cut_off_at_the_deadline(trickling: Any) -> N
     pool.clear()
 
 
+def test_a_tls_handshake_trickled_byte_by_byte_is_cut_off_at_the_deadline() -> None:
+    """CPython bounds a whole TLS handshake by the socket timeout (the connect timeout here,
+    within the budget), so the watchdog only needs to guard the response: held here."""
+    import time
+
+    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+
+    from .faults import TricklingServer
+
+    server = TricklingServer(head=TricklingServer.TLS)
+    pool = fhir_pool()
+    try:
+        base = server.base.replace("http://", "https://")
+        client = FhirClient(pool, base, None, time.monotonic() + 0.5)
+        with pytest.raises(FhirUnavailable):
+            within(10, lambda: client.get("Patient/x", "patient"))
+    finally:
+        pool.clear()
+        server.close()
+
+
 def test_calls_to_a_trickling_server_do_not_starve_calls_to_a_healthy_one(
     trickling: Any, tmp_path: Path
 ) -> None:
