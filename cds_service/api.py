@@ -40,6 +40,8 @@ from .state import State, get_state
 from .store import StoreUnavailable, VerdictRow, now
 
 bp = Blueprint("cds", __name__)
+# Calls queued for the audit beyond which the hook's log line reports the depth (one batch).
+AUDIT_BEHIND = 500
 logger = logging.getLogger("cds_service.api")
 
 
@@ -199,10 +201,15 @@ def call_service(service_id: str) -> Response:
             for card in [advice.card_for.get(f.order.reference)]
         ],
     )
+    fields: dict[str, Any] = {}
+    audit = state.store.audit_status()
+    if audit["waiting_s"] > 1 or audit["queued"] > AUDIT_BEHIND:  # the store is down or slow
+        fields["audit_queued"] = audit["queued"]
     logger.info(
         "hook call",
         extra={
             "fields": {
+                **fields,
                 "event": "hook",
                 "hookInstance": req.hook_instance,
                 "service": service.id,

@@ -244,7 +244,7 @@ class AuditWriter:
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.lost = 0  # calls acknowledged to the client whose audit row will never be written
-        self.retrying = 0  # calls in a batch waiting for the database to come back
+        self.writing_since: float | None = None  # monotonic start of the batch in hand
 
     def _ensure_thread(self) -> None:
         if self.pid == os.getpid():
@@ -253,14 +253,19 @@ class AuditWriter:
             if self.pid != os.getpid():
                 self.queue = queue.Queue(maxsize=AUDIT_QUEUE)
                 self.wake = threading.Event()
-                self.lost = self.retrying = 0
+                self.lost = 0
                 threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
                 self.pid = os.getpid()
                 atexit.register(self._at_exit)
 
     def depth(self) -> int:
-        """Calls queued or waiting for a retry in this process, not yet written."""
-        return self.queue.qsize() + self.retrying if self.pid == os.getpid() else 0
+        """Calls queued or in the batch being written (or retried) in this process."""
+        return self.queue.unfinished_tasks if self.pid == os.getpid() else 0
+
+    def waiting(self) -> float:
+        """Seconds the batch in hand has been waiting for the database (0: none)."""
+        since = self.writing_since
+        return 0.0 if since is None or self.pid != os.getpid() else time.monotonic() - since
 
     def submit(self, item: Mapping[str, Any]) -> None:
         self._ensure_thread()
@@ -313,15 +318,20 @@ class AuditWriter:
                     source.task_done()
 
     def _write_until_done(self, batch: list[Mapping[str, Any]]) -> None:
+        self.writing_since = time.monotonic()
+        try:
+            self._retry(batch)
+        finally:
+            self.writing_since = None
+
+    def _retry(self, batch: list[Mapping[str, Any]]) -> None:
         pause = AUDIT_RETRY_SECONDS[0]
         while True:
             try:
                 self.write(batch)
-                self.retrying = 0
                 return
             except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
                 # Down, unreachable or busy: the same batch again later.
-                self.retrying = len(batch)
                 logger.warning(
                     "audit batch not written; will retry",
                     extra={
@@ -334,7 +344,6 @@ class AuditWriter:
                     },
                 )
             except Exception as exc:  # noqa: BLE001 - a row the database refuses: one by one
-                self.retrying = 0
                 self._write_one_by_one(batch, exc)
                 return
             time.sleep(pause)
@@ -387,9 +396,15 @@ class Store:
         except sa_exc.SQLAlchemyError as exc:
             _unavailable(what, error_fields(exc), exc)
 
-    def audit_status(self) -> dict[str, int]:
-        """This process's audit queue: calls not yet written, calls lost for good."""
-        return {"queued": self.writer.depth(), "lost": self.writer.lost}
+    def audit_status(self) -> dict[str, Any]:
+        """This process's audit: calls not yet written (queued or in the batch in hand), how
+        long that batch has waited for the database (seconds), calls lost for good."""
+        writer = self.writer
+        return {
+            "queued": writer.depth(),
+            "waiting_s": round(writer.waiting(), 1),
+            "lost": writer.lost,
+        }
 
     def _insert_or_skip(self, model: type[Base]) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_nothing`` (PostgreSQL, SQLite)."""

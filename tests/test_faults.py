@@ -8,6 +8,7 @@ performance targets."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -77,7 +78,7 @@ def warned(response: Any) -> bool:
 
 @pytest.mark.parametrize("kind", ["freeze", "down"])
 def test_calls_answer_and_feedback_is_kept_while_the_store_is_out(
-    make_app: Callable[..., Flask], fault: StoreFault, kind: str
+    make_app: Callable[..., Flask], fault: StoreFault, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app()
     client = app.test_client()
@@ -88,6 +89,13 @@ def test_calls_answer_and_feedback_is_kept_while_the_store_is_out(
         response = within(BOUND, lambda: client.post(SELECT, json=seed(str(uuid.uuid4()))))
         assert warned(response), response.get_data(as_text=True)
         answered += 1
+    store = store_of(app)
+    for _ in range(300):  # until the audit's batch has waited over a second (bounded loop)
+        if store.audit_status()["waiting_s"] > 1:
+            break
+        time.sleep(0.1)
+    assert warned(within(BOUND, lambda: client.post(SELECT, json=seed(str(uuid.uuid4())))))
+    answered += 1
     item = {"card": str(uuid.uuid4()), "outcome": "accepted", "acceptedSuggestions": []}
     refused = within(BOUND, lambda: client.post(FEEDBACK, json={"feedback": [item]}))
     assert refused.status_code == 503
@@ -95,11 +103,16 @@ def test_calls_answer_and_feedback_is_kept_while_the_store_is_out(
     fault.restore()
     again = within(BOUND, lambda: client.post(FEEDBACK, json={"feedback": [item]}))
     assert again.status_code == 200
-    store = store_of(app)
     store.flush(BOUND)
     assert store.count(Feedback) == 1
     assert store.count(Call) == answered  # retried until the store came back
-    assert store.audit_status() == {"queued": 0, "lost": 0}
+    assert store.audit_status() == {"queued": 0, "waiting_s": 0, "lost": 0}
+    depths = [
+        r.fields.get("audit_queued", 0)
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("event") == "hook"
+    ]
+    assert max(depths) >= 1  # the hook log line reported the audit falling behind
 
 
 def test_a_row_the_database_refuses_loses_only_itself(
