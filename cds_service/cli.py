@@ -199,11 +199,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def default_workers() -> int:
-    """Gunicorn workers when CDS_WORKERS is not set: sync workers, twice the cores (at most 8).
-    Measured with ``python -m bench --matrix --fhir`` on 2 cores (README, Performance): threads
-    raise the p99 (the pipeline is CPU-bound), so processes; 4 workers serve twice the calls of 2
-    when calls wait on a FHIR server and 8 serve 1.8 x those of 4, but 8 did slightly worse than
-    4 on Synthea-size records with prefetch, at twice the memory. bench/ tests this number."""
+    """Gunicorn workers when CDS_WORKERS is not set: twice the cores (at most 8), each running
+    one call at a time by default (since issue 15 each worker reads requests on an event loop,
+    serving.py; the figures below were measured with sync workers, which ran calls the same
+    way). Measured with ``python -m bench --matrix --fhir`` on 2 cores (README, Performance):
+    threads raise the p99 (the pipeline is CPU-bound), so processes; 4 workers serve twice the
+    calls of 2 when calls wait on a FHIR server and 8 serve 1.8 x those of 4, but 8 did slightly
+    worse than 4 on Synthea-size records with prefetch, at twice the memory. bench/ tests this
+    number."""
     return min(2 * (os.cpu_count() or 1), 8)
 
 
