@@ -315,17 +315,22 @@ class SlowClients:
         self.sockets: list[socket.socket] = []
         self.stopping = threading.Event()
         self.opened = 0
-        for index in range(count):
-            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-            self.sockets.append(sock)
-            if index % 2:
-                sock.sendall(
-                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-                    "\r\nContent-Length: 100000\r\n\r\n{".encode()
-                )
-            else:
-                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
-            self.opened += 1
+        try:
+            for index in range(count):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                self.sockets.append(sock)
+                if index % 2:
+                    sock.sendall(
+                        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{".encode()
+                    )
+                else:
+                    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ".encode())
+                self.opened += 1
+        except OSError:
+            for sock in self.sockets:
+                sock.close()
+            raise
         self.steps = int(seconds / interval)
         self.interval = interval
         self.thread = threading.Thread(target=self._trickle, daemon=True)

@@ -397,10 +397,8 @@ def _raw(port: int, data: bytes) -> bytes:
             except OSError:
                 break
             if not chunk:
-                break
+                break  # the server closes after its answer (Connection: close)
             received += chunk
-            if b"\r\n\r\n" in received and (b"connection: close" in received.lower()):
-                continue
     return received
 
 
