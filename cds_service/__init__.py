@@ -90,11 +90,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     session = _session()
     verifier = None
     if settings.jwt_issuers_file is not None:
+        if not settings.public_base_url:
+            # Else the expected aud would come from the request's Host header, which the
+            # client chooses.
+            raise SettingsError(
+                "CDS_PUBLIC_BASE_URL is required with CDS_JWT_ISSUERS_FILE: the JWT's aud is "
+                "checked against it (https://cds.example.org)"
+            )
         verifier = Verifier(
             load_issuers(settings.jwt_issuers_file),
             store.remember_token,
             session,
             skew=settings.jwt_skew,
+            public_base=settings.public_base_url,
         )
     origins = settings.cors_origins
     if origins is None:

@@ -12,10 +12,16 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import HTTPException, NotFound
 
 from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
-from .errors import InvalidRequest, UnknownService
+from .errors import (
+    CdsServiceError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnknownService,
+)
 from .facts import OrderFact
 from .fhir import (
     Sources,
@@ -44,9 +50,11 @@ from .rules import (
 )
 from .services import Service
 from .state import State, get_state
-from .store import VerdictRow, now
+from .store import StoreUnavailable, VerdictRow, now
 
 bp = Blueprint("cds", __name__)
+# Calls queued for the audit beyond which the hook's log line reports the depth (one batch).
+AUDIT_BEHIND = 500
 logger = logging.getLogger("cds_service.api")
 
 
@@ -55,13 +63,39 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _body(decode: Callable[[bytes], Any] = orjson.loads) -> Any:
-    data = request.get_data(cache=False)
+    try:
+        data = _read_body()
+    except (CdsServiceError, HTTPException):
+        raise  # 413
+    except Exception as exc:  # noqa: BLE001 - the WSGI server's framing errors (gunicorn's
+        # InvalidChunkSize and ChunkMissingTerminator, NoMoreData) come from the client's bytes
+        raise InvalidRequest(
+            f"request body could not be read (malformed framing: {type(exc).__name__})"
+        ) from exc
     if not data.strip():
         raise InvalidRequest("request body is empty; a JSON object is required")
     try:
         return decode(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.msg}") from exc
+
+
+def _read_body() -> bytes:
+    """The whole body, or 413 past MAX_CONTENT_LENGTH. With a Content-Length werkzeug checks
+    the limit; a chunked body (no length) is read here to its end, so that one over the limit
+    is refused as such rather than cut at it and read as broken JSON."""
+    limit: int | None = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or not request.environ.get("wsgi.input_terminated"):
+        return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(65536):
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise PayloadTooLarge("request body is larger than this service accepts")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 @bp.get("/cds-services")
@@ -117,7 +151,16 @@ def decide(
         findings = judge_without_record(orders, knowledge)
     snoozed: frozenset[str] = frozenset()
     if any(f.verdict == "warn" for f in findings):
-        snoozed = state.store.snoozed_studies(req.patient_id, today)
+        found = state.store.snoozed_studies(req.patient_id, today)
+        if found is not None:
+            snoozed = found
+        else:
+            # The store did not answer in time: the cards go out as if nothing were snoozed
+            # (a repeat warning at worst); ordering never waits for the database.
+            logger.warning(
+                "snooze unknown: store unavailable",
+                extra={"fields": {"event": "snooze-unknown", "hookInstance": req.hook_instance}},
+            )
     findings = apply_policy(findings, state.site, client_options, snoozed)
     findings = _suppress_repeats(req, state, findings)
     where = Presentation(
@@ -192,10 +235,15 @@ def call_service(service_id: str) -> Response:
                 for card in [advice.card_for.get(f.order.reference)]
             ],
         )
+    fields: dict[str, Any] = {}
+    audit = state.store.audit_status()
+    if audit["waiting_s"] > 1 or audit["queued"] > AUDIT_BEHIND:  # the store is down or slow
+        fields["audit_queued"] = audit["queued"]
     logger.info(
         "hook call",
         extra={
             "fields": {
+                **fields,
                 "event": "hook",
                 "hookInstance": req.hook_instance,
                 "service": service.id,
@@ -223,12 +271,18 @@ def feedback(service_id: str) -> Response:
         raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
     reasons = state.knowledge.override_reasons
     items = parse_feedback(_body(), {c.code: c.display for c in reasons.concept})
-    stored = state.store.add_feedback(service_id, items)
-    snoozes = 0
-    for item in items:
-        days = reasons.snooze_days(item.override_code or "")
-        if item.outcome == "overridden" and item.card_uuid and days:
-            snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
+    try:
+        stored = state.store.add_feedback(service_id, items)
+        snoozes = 0
+        for item in items:
+            days = reasons.snooze_days(item.override_code or "")
+            if item.outcome == "overridden" and item.card_uuid and days:
+                snoozes += state.store.snooze_from_feedback(item.card_uuid, days)
+    except StoreUnavailable as exc:
+        # Not acknowledged: the client may send it again (each item is stored once).
+        raise ServiceUnavailable(
+            "feedback could not be stored now (the database is unavailable); send it again later"
+        ) from exc
     logger.info(
         "feedback",
         extra={
@@ -256,7 +310,13 @@ def _authenticate() -> None:
     if verifier is None or request.endpoint not in AUTHENTICATED or request.method == "OPTIONS":
         return
     audience = public_base_url() + request.path
-    claims = verifier.verify(request.headers.get("Authorization"), audience)
+    try:
+        claims = verifier.verify(request.headers.get("Authorization"), audience)
+    except StoreUnavailable as exc:
+        # A replay cannot be ruled out without the store: refused, said as such (not 401).
+        raise ServiceUnavailable(
+            "client authentication is unavailable (replay check); try again later"
+        ) from exc
     issuer = verifier.issuers[claims["iss"]]
     g.client_iss = issuer.iss
     g.issuer_fhir_servers = issuer.fhir_servers

@@ -11,6 +11,7 @@ bare 401; the reason is logged, the token never.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
@@ -20,12 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import Unauthorized, first_problem
+from .fhir_client import unambiguous_url
 
 logger = logging.getLogger("cds_service.auth")
 
@@ -49,11 +52,26 @@ class IssuerConfig(BaseModel):
     @field_validator("jku")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(
-            ("https://", "http://127.0.0.1", "http://localhost")
-        ):
-            raise ValueError("jku must be an https URL")
+        if value is not None and not jku_allowed(value):
+            raise ValueError(
+                "jku must be an https URL (plain http only to a loopback address literal)"
+            )
         return value
+
+
+def jku_allowed(url: str) -> bool:
+    """https to any host; plain http only to a loopback IP literal (tests). Parsed, not
+    compared as a prefix: ``http://127.0.0.1.evil.example`` and ``http://localhost.evil``
+    are other hosts."""
+    if not unambiguous_url(url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return False
 
 
 class IssuersFile(BaseModel):
@@ -118,8 +136,10 @@ class Verifier:
         clock: Callable[[], float] = time.time,
         jwks_timeout: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
+        public_base: str | None = None,
     ) -> None:
         self.issuers = dict(issuers)
+        self.public_base = public_base.rstrip("/") if public_base else None
         self.remember_jti = remember_jti
         self.session = session
         self.skew = skew
@@ -191,6 +211,11 @@ class Verifier:
             raise Unauthorized(f"missing claim {exc.claim}") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token ({type(exc).__name__})") from exc
+        aud = claims["aud"]
+        if isinstance(aud, list) and not all(self._ours(entry) for entry in aud):
+            # PyJWT accepts a list holding our URL among others: a token made for several
+            # services could then be replayed here. A list may name only URLs we serve.
+            raise Unauthorized("aud lists a URL this service does not serve")
         now = self.clock()
         iat = claims["iat"]
         if not isinstance(iat, int | float) or iat > now + self.skew:
@@ -208,6 +233,14 @@ class Verifier:
         if not self.remember_jti(issuer.iss, jti, datetime.fromtimestamp(expires, UTC)):
             raise Unauthorized("jti replayed")
         return claims
+
+    def _ours(self, audience: Any) -> bool:
+        base = self.public_base
+        return (
+            isinstance(audience, str)
+            and base is not None
+            and (audience == base or audience.startswith(base + "/cds-services"))
+        )
 
     def _key(self, issuer: IssuerConfig, kid: str) -> jwt.PyJWK:
         static = self._static.get(issuer.iss, {})

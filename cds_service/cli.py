@@ -55,14 +55,19 @@ def _serve(args: argparse.Namespace) -> int:
             args.host,
         )
     gunicorn.http.wsgi.SERVER = ""  # no server banner in responses
+    from .serving import BufferedFront
+
+    # Each worker reads whole requests on an event loop before the app sees them (slow
+    # clients hold a socket, not the worker); --threads calls at a time run the app in each
+    # worker. See serving.py.
+    front = BufferedFront(app, state.settings.max_body_bytes, max(args.threads, 1))
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": args.workers,
-                "worker_class": "gthread" if args.threads > 1 else "sync",
-                "threads": args.threads,
+                "worker_class": "cds_service.serving.Worker",
                 "timeout": 30,
                 "graceful_timeout": 10,
                 "keepalive": 5,
@@ -75,7 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
                     self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return app
+            return front
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cds-service: serving on http://{host}:{args.port}/cds-services", file=sys.stderr)
@@ -226,11 +231,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def default_workers() -> int:
-    """Gunicorn workers when CDS_WORKERS is not set: sync workers, twice the cores (at most 8).
-    Measured with ``python -m bench --matrix --fhir`` on 2 cores (README, Performance): threads
-    raise the p99 (the pipeline is CPU-bound), so processes; 4 workers serve twice the calls of 2
-    when calls wait on a FHIR server and 8 serve 1.8 x those of 4, but 8 did slightly worse than
-    4 on Synthea-size records with prefetch, at twice the memory. bench/ tests this number."""
+    """Gunicorn workers when CDS_WORKERS is not set: twice the cores (at most 8), each running
+    one call at a time by default (since issue 15 each worker reads requests on an event loop,
+    serving.py; the figures below were measured with sync workers, which ran calls the same
+    way). Measured with ``python -m bench --matrix --fhir`` on 2 cores (README, Performance):
+    threads raise the p99 (the pipeline is CPU-bound), so processes; 4 workers serve twice the
+    calls of 2 when calls wait on a FHIR server and 8 serve 1.8 x those of 4, but 8 did slightly
+    worse than 4 on Synthea-size records with prefetch, at twice the memory. bench/ tests this
+    number."""
     return min(2 * (os.cpu_count() or 1), 8)
 
 

@@ -6,7 +6,9 @@
      ├─ UnknownService           404  "not-found"
      ├─ MethodNotAllowed         405  "not-supported"
      ├─ PayloadTooLarge          413  "too-costly"
-     └─ PrefetchUnavailable      412  "processing"  required data neither prefetched nor retrievable
+     ├─ PrefetchUnavailable      412  "processing"  required data neither prefetched nor retrievable
+     └─ ServiceUnavailable       503  "transient"   the store did not answer in time (feedback,
+                                                    the JWT replay check); the client may retry
     MappingError                 start-up only: a mapping file is invalid (never reaches HTTP)
 
 Every non-2xx body is an OperationOutcome; 500s carry a generic text and the exception is
@@ -63,6 +65,11 @@ class PayloadTooLarge(CdsServiceError):
     issue_code = "too-costly"
 
 
+class ServiceUnavailable(CdsServiceError):
+    status_code = 503
+    issue_code = "transient"
+
+
 class MappingError(Exception):
     """A mapping file is invalid: names the file and the entry."""
 
@@ -91,6 +98,7 @@ _HTTP_ISSUE_CODES = {
     413: "too-costly",
     415: "not-supported",
     429: "throttled",
+    503: "transient",
 }
 
 
@@ -140,15 +148,20 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         original = getattr(exc, "original_exception", None) or exc
+        # A database error is logged by class and code only: its message and traceback can
+        # carry SQL parameters (a clinician's comment).
+        database = type(original).__module__.startswith(("sqlalchemy", "psycopg", "sqlite3"))
         logger.error(
             "unhandled error",
-            exc_info=original,
+            exc_info=None if database else original,
             extra={
                 "fields": {
                     "event": "error",
                     "method": request.method,
                     "path": request.path,
                     "hookInstance": g.get("hook_instance"),
+                    "error": type(original).__name__,
+                    "code": getattr(original, "code", None) if database else None,
                 }
             },
         )

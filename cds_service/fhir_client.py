@@ -9,8 +9,16 @@ requests' own layer cost about 0.6 ms of CPU each on top of urllib3's (bench/, `
 
 from __future__ import annotations
 
+import heapq
+import http.client
+import itertools
 import logging
+import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -32,11 +40,96 @@ class FhirUnavailable(PrefetchUnavailable):
     """A query to the EHR's FHIR server failed (timeout, refused, HTTP error, not FHIR)."""
 
 
+class _Watchdog:
+    """Makes the FHIR budget a wall clock. urllib3's read timeout bounds each wait for a byte,
+    so a server trickling one byte a second would hold a query (and a thread of the call's
+    pool) for as long as it likes. One thread per process shuts down the socket of any query
+    still reading at its call's deadline; the reader then fails at once."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.heap: list[tuple[float, int, list[Any]]] = []
+        self.order = itertools.count()
+        self.pid = -1
+
+    @contextmanager
+    def guard(self, sock: Any, deadline: float) -> Iterator[None]:
+        entry: list[Any] = [sock]
+        with self.cond:
+            if self.pid != os.getpid():  # threads do not survive gunicorn's fork
+                self.heap = []
+                threading.Thread(target=self._run, name="fhir-deadline", daemon=True).start()
+                self.pid = os.getpid()
+            heapq.heappush(self.heap, (deadline, next(self.order), entry))
+            self.cond.notify()
+        try:
+            yield
+        finally:
+            entry[0] = None  # done in time: nothing to shut down
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.heap:
+                    self.cond.wait()
+                deadline, _, entry = self.heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                heapq.heappop(self.heap)
+                sock = entry[0]
+            if sock is not None:
+                try:
+                    # The plain socket's shutdown (an SSLSocket's own would drop its TLS state
+                    # under the reading thread): the reader sees the connection end.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+_WATCHDOG = _Watchdog()
+_CURRENT = threading.local()  # the deadline of the query this thread is making
+
+
+class _Guarded:
+    """A urllib3 connection whose response (headers and body, read in ``getresponse``) must
+    arrive by the deadline of the query on this thread."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        deadline = getattr(_CURRENT, "deadline", None)
+        if deadline is None or self.sock is None:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        with _WATCHDOG.guard(self.sock, deadline):
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPConnection(_Guarded, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Guarded, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
 def fhir_pool() -> urllib3.PoolManager:
     """The connections of one worker's FHIR queries (kept alive, up to 32 per server): TLS
     verified against certifi's bundle, as requests does; no proxy from the environment; no
-    retries or redirects of urllib3's own (``FhirClient.get`` decides)."""
-    return urllib3.PoolManager(num_pools=8, maxsize=32, retries=False, ca_certs=certifi.where())
+    retries or redirects of urllib3's own (``FhirClient.get`` decides); every response must
+    be complete by its call's deadline (``_Watchdog``)."""
+    pool = urllib3.PoolManager(num_pools=8, maxsize=32, retries=False, ca_certs=certifi.where())
+    pool.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return pool
 
 
 class FhirClient:
@@ -67,7 +160,11 @@ class FhirClient:
 
     def inside_base(self, url: str) -> bool:
         """Same scheme, host and port as the base, and a path that is the base's or under it.
-        HAPI's paging links address the base itself (``{base}?_getpages=...``)."""
+        HAPI's paging links address the base itself (``{base}?_getpages=...``). A URL that
+        parsers could read differently (userinfo, backslashes, spaces or control characters)
+        is never inside: urllib3 must connect to the host this check saw."""
+        if not unambiguous_url(url):
+            return False
         there = urlsplit(url)
         return _origin(there) == self._origin and (
             there.path == self._path.rstrip("/") or there.path.startswith(self._path)
@@ -75,7 +172,7 @@ class FhirClient:
 
     def get(self, url: str, what: str) -> Any:
         absolute = urljoin(self.base, url)
-        if not self.inside_base(absolute):
+        if not plain_characters(url) or not self.inside_base(absolute):
             # A next link that leaves the FHIR base would take the token elsewhere.
             raise FhirUnavailable(
                 f"{what}: the FHIR server linked outside its base", [f"prefetch.{what}"]
@@ -86,6 +183,7 @@ class FhirClient:
                 raise FhirUnavailable(
                     f"{what}: no time left in the FHIR budget", [f"prefetch.{what}"]
                 )
+            _CURRENT.deadline = self.deadline
             try:
                 response = self.http.request(
                     "GET",
@@ -97,11 +195,13 @@ class FhirClient:
                     redirect=False,
                     retries=False,
                 )
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
                 raise FhirUnavailable(
                     f"{what}: FHIR server not reachable in time ({type(exc).__name__})",
                     [f"prefetch.{what}"],
                 ) from exc
+            finally:
+                _CURRENT.deadline = None
             if response.status in RETRY_STATUSES and attempt == 1:
                 pause = _retry_after(response.headers.get("Retry-After"))
                 if self._remaining() - pause > MIN_ATTEMPT_SECONDS * 2:
@@ -138,6 +238,29 @@ class FhirClient:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def plain_characters(url: str) -> bool:
+    """No backslash, whitespace or control character (``urlsplit`` silently drops tabs and
+    newlines; other parsers do not)."""
+    return not any(c == "\\" or c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url)
+
+
+def unambiguous_url(url: str) -> bool:
+    """An absolute http(s) URL that every parser reads the same way: no userinfo (``@`` in the
+    authority), no backslash, whitespace or control character anywhere, a host and a numeric
+    port if any. ``http://127.0.0.1:1\\@127.0.0.1:2/`` is read as host 127.0.0.1:2 by
+    ``urlsplit`` but connected to 127.0.0.1:1 by urllib3."""
+    if not plain_characters(url):
+        return False
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _DEFAULT_PORTS or "@" in parts.netloc or not parts.hostname:
+        return False
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return False
+    return True
 
 
 def _origin(parts: SplitResult) -> tuple[str, str, int | None]:

@@ -182,24 +182,30 @@ def gather(
             [future for future, _ in pending.values()],
             timeout=max(0.0, deadline - time.monotonic()),
         )
-    failed: list[str] = []
+    failed: dict[str, str] = {}  # key -> what went wrong: for the log, never the client
     for key, (future, items) in pending.items():
         if not future.done():
             future.cancel()
-            failed.append(f"{key} (timed out)")
+            failed[key] = f"{key}: timed out"
             continue
         try:
             pages, complete = future.result()
         except FhirUnavailable as exc:
-            failed.append(exc.diagnostics)
+            failed[key] = exc.diagnostics
             continue
         resources[key] = items + [r for page in pages for r in bundle_resources(page)]
         origin[key] = ("prefetch+fhir" if items else "fhir") + ("" if complete else PARTIAL)
-    failed_required = [f for f in failed if f.split(" ", 1)[0].rstrip(":") in service.required]
-    if failed_required:
-        keys = [f.split(" ", 1)[0].rstrip(":") for f in failed_required]
+    if failed:
+        logger.warning(
+            "FHIR reads failed",
+            extra={"fields": {"event": "fhir-unavailable", "failed": sorted(failed.values())}},
+        )
+    keys = [key for key in failed if key in service.required]
+    if keys:
+        # The client learns which data is missing, not why: refused, timed out, 404 or a
+        # protocol error would map the network behind an arbitrary fhirServer.
         raise FhirUnavailable(
-            "required data could not be read from the FHIR server: " + "; ".join(failed_required),
+            "required data could not be read from the FHIR server: " + ", ".join(keys),
             [f"prefetch.{key}" for key in keys],
         )
     return resources, origin

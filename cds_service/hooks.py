@@ -11,12 +11,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from .errors import InvalidRequest
-from .store import FeedbackItem
+from .fhir_client import unambiguous_url
+from .store import Call, Feedback, FeedbackItem, column_length
+
+# What the store can hold: longer values are refused here with a 400 naming the element, not
+# cut or left to fail in the database (PostgreSQL refuses them, SQLite would store them).
+MAX_HOOK_INSTANCE = column_length(Call.hook_instance)
+MAX_CARD_UUID = column_length(Feedback.card_uuid)
+MAX_OVERRIDE_CODE = column_length(Feedback.override_code)
+MAX_OVERRIDE_SYSTEM = column_length(Feedback.override_system)
+MAX_OVERRIDE_DISPLAY = column_length(Feedback.override_display)
+MAX_SUGGESTION_ID = 200
+MAX_USER_COMMENT = 10_000
+# Orders judged per call: a request with more draft orders is refused (400 naming the limit)
+# rather than judged in part; an EHR signs far fewer imaging orders at once.
+MAX_DRAFT_ORDERS = 100
 
 ORDER_HOOKS = frozenset({"order-select", "order-sign"})
 
@@ -55,6 +68,12 @@ def _require_str(
     return value
 
 
+def _at_most(value: str | None, limit: int, path: str) -> str | None:
+    if value is not None and len(value) > limit:
+        raise InvalidRequest(f"{path} is longer than {limit} characters", [path])
+    return value
+
+
 def _object(value: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest(f"{path} must be a JSON object, not {_type_name(value)}", [path])
@@ -68,12 +87,16 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
     hook = _require_str(body, "hook", "hook")
     if hook != expected_hook:
         raise InvalidRequest(f"this service answers the {expected_hook} hook, not {hook}", ["hook"])
-    hook_instance = _require_str(body, "hookInstance", "hookInstance")
+    hook_instance = _at_most(
+        _require_str(body, "hookInstance", "hookInstance"), MAX_HOOK_INSTANCE, "hookInstance"
+    )
     fhir_server = _require_str(body, "fhirServer", "fhirServer", required=False)
     if fhir_server is not None:
-        parts = urlsplit(fhir_server)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise InvalidRequest("fhirServer must be an absolute http(s) URL", ["fhirServer"])
+        if not unambiguous_url(fhir_server):
+            raise InvalidRequest(
+                "fhirServer must be an absolute http(s) URL without userinfo or backslashes",
+                ["fhirServer"],
+            )
     access_token = None
     auth = body.get("fhirAuthorization")
     if auth is not None:
@@ -94,6 +117,12 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
     if entries is not None and not isinstance(entries, list):
         raise InvalidRequest(
             "context.draftOrders.entry must be an array", ["context.draftOrders.entry"]
+        )
+    if entries is not None and len(entries) > MAX_DRAFT_ORDERS:
+        raise InvalidRequest(
+            f"context.draftOrders has {len(entries)} orders; this service judges at most "
+            f"{MAX_DRAFT_ORDERS} per call",
+            ["context.draftOrders.entry"],
         )
     for index, entry in enumerate(entries or []):
         path = f"context.draftOrders.entry[{index}]"
@@ -207,7 +236,11 @@ def parse_feedback(body: Any, displays: Mapping[str, str]) -> list[FeedbackItem]
         outcome = item.get("outcome")
         if outcome not in ("accepted", "overridden"):
             raise InvalidRequest("outcome must be 'accepted' or 'overridden'", [f"{path}.outcome"])
-        card = _require_str(item, "card", f"{path}.card", required=False)
+        card = _at_most(
+            _require_str(item, "card", f"{path}.card", required=False),
+            MAX_CARD_UUID,
+            f"{path}.card",
+        )
         if card is None:
             missing.append("card")
         stamp = item.get("outcomeTimestamp")
@@ -228,7 +261,7 @@ def parse_feedback(body: Any, displays: Mapping[str, str]) -> list[FeedbackItem]
             for j, suggestion in enumerate(raw_accepted):
                 where = f"{path}.acceptedSuggestions[{j}]"
                 sid = _require_str(_object(suggestion, where), "id", f"{where}.id")
-                accepted.append(sid or "")
+                accepted.append(_at_most(sid, MAX_SUGGESTION_ID, f"{where}.id") or "")
         elif outcome == "accepted":
             missing.append("acceptedSuggestions")
         code = system = display = comment = None
@@ -238,14 +271,26 @@ def parse_feedback(body: Any, displays: Mapping[str, str]) -> list[FeedbackItem]
             reason = override.get("reason")
             if reason is not None:
                 reason = _object(reason, f"{path}.overrideReason.reason")
-                code = _require_str(
-                    reason, "code", f"{path}.overrideReason.reason.code", required=False
+                code = _at_most(
+                    _require_str(
+                        reason, "code", f"{path}.overrideReason.reason.code", required=False
+                    ),
+                    MAX_OVERRIDE_CODE,
+                    f"{path}.overrideReason.reason.code",
                 )
-                system = _require_str(
-                    reason, "system", f"{path}.overrideReason.reason.system", required=False
+                system = _at_most(
+                    _require_str(
+                        reason, "system", f"{path}.overrideReason.reason.system", required=False
+                    ),
+                    MAX_OVERRIDE_SYSTEM,
+                    f"{path}.overrideReason.reason.system",
                 )
-                display = _require_str(
-                    reason, "display", f"{path}.overrideReason.reason.display", required=False
+                display = _at_most(
+                    _require_str(
+                        reason, "display", f"{path}.overrideReason.reason.display", required=False
+                    ),
+                    MAX_OVERRIDE_DISPLAY,
+                    f"{path}.overrideReason.reason.display",
                 )
                 if display is None:
                     missing.append("overrideReason.reason.display")
@@ -255,7 +300,9 @@ def parse_feedback(body: Any, displays: Mapping[str, str]) -> list[FeedbackItem]
                 raise InvalidRequest(
                     "userComment must be a string", [f"{path}.overrideReason.userComment"]
                 )
-            comment = comment_value
+            comment = _at_most(
+                comment_value, MAX_USER_COMMENT, f"{path}.overrideReason.userComment"
+            )
         items.append(
             FeedbackItem(
                 card_uuid=card,

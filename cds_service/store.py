@@ -21,11 +21,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -44,6 +46,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -57,6 +60,46 @@ SNOOZE_CACHE_SECONDS = 10.0
 # How long the audit thread gathers calls before writing them in one transaction (a reader,
 # ``flush()``, cuts the wait short). A commit costs ~1.4 ms of CPU on SQLite whatever its size.
 AUDIT_BATCH_SECONDS = 0.2
+# Bounds on the store so that a database that is down or frozen never holds a call: the hook's
+# reads (snoozes, the JWT replay check) wait this long, feedback writes FEEDBACK_SECONDS; the
+# work runs on a small pool of threads, so a frozen connection holds a thread, not the caller.
+READ_SECONDS = 1.0
+FEEDBACK_SECONDS = 5.0
+# PostgreSQL: connect and statement timeouts; SQLite: its busy timeout.
+CONNECT_SECONDS = 2
+STATEMENT_MS = 5000
+SQLITE_BUSY_SECONDS = 5.0
+# Audit: calls queued per process at most (beyond: counted as lost and logged), the pause
+# between attempts at a batch the database refused (doubling up to the cap).
+AUDIT_QUEUE = 10_000
+AUDIT_RETRY_SECONDS = (0.2, 5.0)
+T = TypeVar("T")
+
+
+class StoreUnavailable(Exception):
+    """The database did not answer in time or failed; the caller decides what that means
+    (snooze unknown, 503 for feedback and for the JWT replay check)."""
+
+
+def _unavailable(what: str, fields: Mapping[str, Any], cause: BaseException) -> NoReturn:
+    logger.warning(
+        "store unavailable: %s",
+        what,
+        extra={"fields": {"event": "store-unavailable", "what": what, **fields}},
+    )
+    raise StoreUnavailable(what) from cause
+
+
+def error_fields(exc: BaseException) -> dict[str, Any]:
+    """What is logged of a database error: its class and codes, never its message (which
+    can hold SQL parameters such as a clinician's comment)."""
+    original = getattr(exc, "orig", None)
+    return {
+        "error": type(exc).__name__,
+        "code": getattr(exc, "code", None),
+        "driver_error": type(original).__name__ if original is not None else None,
+        "sqlstate": getattr(original, "sqlstate", None),
+    }
 
 
 class Base(DeclarativeBase):
@@ -141,6 +184,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def column_length(column: Any) -> int:
+    """The declared length of a String column (what PostgreSQL enforces and SQLite does not)."""
+    length: int = column.property.columns[0].type.length
+    return length
+
+
 @dataclass(frozen=True)
 class VerdictRow:
     order_ref: str
@@ -185,37 +234,64 @@ class AuditWriter:
     """A per-process background thread that writes queued audit rows in batches.
 
     Started on first use in each process (gunicorn forks workers after the app is built, and
-    threads do not survive a fork). A batch that cannot be written is logged and dropped: the
-    audit must never take a hook call down with it.
+    threads do not survive a fork). The hook call never waits for it: a full queue counts the
+    call as lost (logged, ``lost``). A batch the database refuses for being down or busy is
+    retried, with growing pauses, until it is written; while it waits, new calls queue (up to
+    AUDIT_QUEUE). A batch refused for its data is written row by row, and a row that still
+    fails is logged and counted as lost, never silently dropped.
     """
 
     def __init__(self, write: Callable[[Sequence[Mapping[str, Any]]], None]) -> None:
         self.write = write
-        self.queue: queue.Queue[Mapping[str, Any]] = queue.Queue(maxsize=10_000)
+        self.queue: queue.Queue[Mapping[str, Any]] = queue.Queue(maxsize=AUDIT_QUEUE)
         self.pid = -1
         self.lock = threading.Lock()
         self.wake = threading.Event()
+        self.lost = 0  # calls acknowledged to the client whose audit row will never be written
+        self.writing_since: float | None = None  # monotonic start of the batch in hand
 
     def _ensure_thread(self) -> None:
         if self.pid == os.getpid():
             return
         with self.lock:
             if self.pid != os.getpid():
-                self.queue = queue.Queue(maxsize=10_000)
+                self.queue = queue.Queue(maxsize=AUDIT_QUEUE)
                 self.wake = threading.Event()
+                self.lost = 0
                 threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
                 self.pid = os.getpid()
-                atexit.register(self.flush, 5.0)
+                atexit.register(self._at_exit)
+
+    def depth(self) -> int:
+        """Calls queued or in the batch being written (or retried) in this process."""
+        return self.queue.unfinished_tasks if self.pid == os.getpid() else 0
+
+    def waiting(self) -> float:
+        """Seconds the batch in hand has been waiting for the database (0: none)."""
+        since = self.writing_since
+        return 0.0 if since is None or self.pid != os.getpid() else time.monotonic() - since
 
     def submit(self, item: Mapping[str, Any]) -> None:
         self._ensure_thread()
         try:
-            self.queue.put(item, timeout=1.0)
+            self.queue.put_nowait(item)
         except queue.Full:
-            logger.error(
-                "audit queue full: one call not audited",
-                extra={"fields": {"event": "audit-dropped"}},
-            )
+            self._lose(1, "audit queue full")
+
+    def _lose(self, count: int, why: str, **fields: Any) -> None:
+        self.lost += count
+        logger.error(
+            "%s: %d call(s) not audited",
+            why,
+            count,
+            extra={"fields": {"event": "audit-lost", "calls": count, "lost": self.lost, **fields}},
+        )
+
+    def _at_exit(self) -> None:
+        self.flush(5.0)
+        left = self.depth()
+        if left:
+            self._lose(left, "process exiting with audit queued")
 
     def flush(self, timeout: float = 10.0) -> None:
         if self.pid != os.getpid():
@@ -240,15 +316,53 @@ class AuditWriter:
                 except queue.Empty:
                     break
             try:
-                self.write(batch)
-            except Exception:  # noqa: BLE001 - the audit never takes the service down
-                logger.exception(
-                    "audit batch not written",
-                    extra={"fields": {"event": "audit-error", "calls": len(batch)}},
-                )
+                self._write_until_done(batch)
             finally:
                 for _ in batch:
                     source.task_done()
+
+    def _write_until_done(self, batch: list[Mapping[str, Any]]) -> None:
+        self.writing_since = time.monotonic()
+        try:
+            self._retry(batch)
+        finally:
+            self.writing_since = None
+
+    def _retry(self, batch: list[Mapping[str, Any]]) -> None:
+        pause = AUDIT_RETRY_SECONDS[0]
+        while True:
+            try:
+                self.write(batch)
+                return
+            except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+                # Down, unreachable or busy: the same batch again later.
+                logger.warning(
+                    "audit batch not written; will retry",
+                    extra={
+                        "fields": {
+                            "event": "audit-retry",
+                            "calls": len(batch),
+                            "queued": self.depth(),
+                            **error_fields(exc),
+                        }
+                    },
+                )
+            except Exception as exc:  # noqa: BLE001 - a row the database refuses: one by one
+                self._write_one_by_one(batch, exc)
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, AUDIT_RETRY_SECONDS[1])
+
+    def _write_one_by_one(self, batch: list[Mapping[str, Any]], first: BaseException) -> None:
+        for item in batch:
+            try:
+                self.write([item])
+            except Exception as exc:  # noqa: BLE001 - counted and logged, never silent
+                self._lose(1, "audit row refused by the database", **error_fields(exc))
+        logger.warning(
+            "audit batch written row by row",
+            extra={"fields": {"event": "audit-split", "calls": len(batch), **error_fields(first)}},
+        )
 
 
 class Store:
@@ -263,8 +377,38 @@ class Store:
         self._sqlite_calls: _CallInserter | None = None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            _sqlite_wal_once(self.engine)
             self._sqlite_calls = _CallInserter(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._pool_pid = -1
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _bounded(self, seconds: float, what: str, work: Callable[[], T]) -> T:
+        """``work()`` on the store's threads, waited for at most ``seconds``; a database error
+        or the wait running out is StoreUnavailable (logged by class and code)."""
+        with self._pool_lock:
+            if self._pool is None or self._pool_pid != os.getpid():  # threads: per process
+                self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="store")
+                self._pool_pid = os.getpid()
+            future = self._pool.submit(work)
+        try:
+            return future.result(timeout=seconds)
+        except FutureTimeout as exc:
+            future.cancel()  # if it has not started; else it ends when the database answers
+            _unavailable(what, {"error": "timeout", "seconds": seconds}, exc)
+        except sa_exc.SQLAlchemyError as exc:
+            _unavailable(what, error_fields(exc), exc)
+
+    def audit_status(self) -> dict[str, Any]:
+        """This process's audit: calls not yet written (queued or in the batch in hand), how
+        long that batch has waited for the database (seconds), calls lost for good."""
+        writer = self.writer
+        return {
+            "queued": writer.depth(),
+            "waiting_s": round(writer.waiting(), 1),
+            "lost": writer.lost,
+        }
 
     def _insert_or_skip(self, model: type[Base]) -> Any:
         """The dialect's INSERT, which has ``on_conflict_do_nothing`` (PostgreSQL, SQLite)."""
@@ -273,6 +417,9 @@ class Store:
     def close(self) -> None:
         """Write what is queued, then close every pooled connection (tests, CLI commands)."""
         self.flush()
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.engine.dispose()
 
     @contextmanager
@@ -349,9 +496,14 @@ class Store:
 
     def add_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> int:
         """Store each item once per (card, outcome), safely under concurrency; returns how
-        many were new. Snooze override reasons create a snooze for the card's patient and study."""
+        many were new, or StoreUnavailable (nothing acknowledged) within FEEDBACK_SECONDS."""
+        return self._bounded(
+            FEEDBACK_SECONDS, "feedback", lambda: self._add_feedback(service_id, items)
+        )
+
+    def _add_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> int:
         new = 0
-        with self.session() as s:
+        with self.sessions.begin() as s:  # no wait for the audit queue
             for item in items:
                 values = {
                     "dedup_key": item.dedup_key(),
@@ -368,14 +520,23 @@ class Store:
                     "received_at": now(),
                 }
                 statement = self._insert_or_skip(Feedback).values(**values)
-                statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-                result = s.execute(statement)
-                new += max(getattr(result, "rowcount", 0) or 0, 0)
+                statement = statement.on_conflict_do_nothing(
+                    index_elements=["dedup_key"]
+                ).returning(Feedback.id)
+                # RETURNING, not rowcount: psycopg 3 reports -1 for INSERT ... ON CONFLICT.
+                new += s.execute(statement).first() is not None
         return new
 
     def snooze_from_feedback(self, card_uuid: str, days: int) -> bool:
-        """Turn an override with a snooze reason into a snooze for the card's patient and study."""
-        with self.session() as s:
+        """Turn an override with a snooze reason into a snooze for the card's patient and study
+        (StoreUnavailable within FEEDBACK_SECONDS)."""
+        self.flush(FEEDBACK_SECONDS / 2)  # the card's verdict row may still be queued
+        return self._bounded(
+            FEEDBACK_SECONDS / 2, "snooze", lambda: self._snooze_from_feedback(card_uuid, days)
+        )
+
+    def _snooze_from_feedback(self, card_uuid: str, days: int) -> bool:
+        with self.sessions.begin() as s:
             row = s.execute(
                 select(Verdict.study, Call.patient_hash, Call.received_at)
                 .join(Call, Verdict.call_id == Call.id)
@@ -399,19 +560,27 @@ class Store:
         self._snooze_cache.clear()
         return True
 
-    def snoozed_studies(self, patient_id: str, today: date) -> frozenset[str]:
-        """Studies snoozed for this patient. Cached per process for SNOOZE_CACHE_SECONDS (a
-        snooze set through another worker takes effect within that time; through this one, at
-        once)."""
+    def snoozed_studies(self, patient_id: str, today: date) -> frozenset[str] | None:
+        """Studies snoozed for this patient, or None when the store cannot say within
+        READ_SECONDS (the caller warns as if nothing were snoozed). Cached per process for
+        SNOOZE_CACHE_SECONDS (a snooze set through another worker takes effect within that
+        time; through this one, at once)."""
         key = (self.patient_hash(patient_id), today)
         cached = self._snooze_cache.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(Snooze.study).where(Snooze.patient_hash == key[0], Snooze.until >= today)
-            ).scalars()
-            found = frozenset(rows)
+
+        def read() -> frozenset[str]:
+            with self.engine.connect() as connection:
+                rows = connection.execute(
+                    select(Snooze.study).where(Snooze.patient_hash == key[0], Snooze.until >= today)
+                ).scalars()
+                return frozenset(rows)
+
+        try:
+            found = self._bounded(READ_SECONDS, "snooze look-up", read)
+        except StoreUnavailable:
+            return None
         self._snooze_cache.remember(key, (time.monotonic() + SNOOZE_CACHE_SECONDS, found))
         return found
 
@@ -444,16 +613,25 @@ class Store:
     # --- JWT replay ----------------------------------------------------------------------
 
     def remember_token(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        """True the first time this (iss, jti) is seen; False for a replay (any worker)."""
+        """True the first time this (iss, jti) is seen; False for a replay (any worker);
+        StoreUnavailable when the store cannot say within READ_SECONDS (the call is refused
+        with 503: a replay cannot be ruled out)."""
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
+        return self._bounded(
+            READ_SECONDS, "JWT replay check", lambda: self._remember_token(key, expires_at)
+        )
+
+    def _remember_token(self, key: str, expires_at: datetime) -> bool:
         with self.engine.begin() as s:  # no flush of the audit queue: this is the hot path
             s.execute(delete(SeenToken).where(SeenToken.expires_at < now()))
             result = s.execute(
                 self._insert_or_skip(SeenToken)
                 .values(jti_key=key, expires_at=expires_at)
                 .on_conflict_do_nothing(index_elements=["jti_key"])
+                .returning(SeenToken.jti_key)
             )
-            return bool(getattr(result, "rowcount", 0))
+            # A row comes back only when this insert made it (rowcount is -1 on psycopg 3).
+            return result.first() is not None
 
     def count(self, model: type[Base]) -> int:
         with self.session() as s:
@@ -500,17 +678,45 @@ class _CallInserter:
 
 
 def _engine_options(url: str) -> dict[str, Any]:
+    # hide_parameters: an error's message never carries the statement's values (a comment).
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 10}
+        return {
+            "hide_parameters": True,
+            "connect_args": {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False},
+        }
+    options: dict[str, Any] = {
+        "hide_parameters": True,
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": CONNECT_SECONDS,
+    }
+    if url.startswith("postgresql"):
+        options["connect_args"] = {
+            "connect_timeout": CONNECT_SECONDS,
+            "options": f"-c statement_timeout={STATEMENT_MS} -c lock_timeout={STATEMENT_MS}",
+        }
+    return options
+
+
+def _sqlite_wal_once(engine: Engine) -> None:
+    """WAL is a property of the database file: set once, at start-up, not on every new
+    connection (changing it takes a lock; a hook call's read must not)."""
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert raw is not None
+        mode = raw.execute("PRAGMA journal_mode").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raw.execute("PRAGMA journal_mode=WAL")
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """Per-connection settings only, none of which writes or locks the file; the busy
+    timeout first (sqlite3's ``timeout`` sets it too)."""
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 

@@ -158,7 +158,9 @@ MATRIX: list[tuple[str, Callable[[], str | None], int]] = [
     ("missing-jti", lambda: token(drop=("jti",)), 401),
     ("missing-exp", lambda: token(drop=("exp",)), 401),
     ("rs-alg-on-ec-key", lambda: token(key=RSA_KEY, alg="RS384", kid="ec-1"), 401),
-    ("aud-as-array", lambda: token(aud=[BASE + SELECT, "https://other"]), 200),
+    ("aud-as-array", lambda: token(aud=[BASE + SELECT]), 200),
+    # Issue 15: a list naming a URL we do not serve (a token made for several services).
+    ("aud-as-array-with-another", lambda: token(aud=[BASE + SELECT, "https://other"]), 401),
     # A token valid for longer than the jti is remembered (1 h) could be replayed later.
     ("exp-beyond-an-hour", lambda: token(exp=int(time.time()) + 7 * 86400), 401),
     ("exp-within-an-hour", lambda: token(exp=int(time.time()) + 3500), 200),
@@ -329,6 +331,7 @@ def test_cors_star_with_authentication_is_refused(issuers_file: Path, tmp_path: 
         create_app(
             {
                 "jwt_issuers_file": str(issuers_file),
+                "public_base_url": BASE,
                 "cors_origins": "*",
                 "instance_dir": str(tmp_path),
             }
@@ -503,29 +506,55 @@ def test_replay_is_refused_across_worker_processes(issuers_file: Path, tmp_path:
         proc.wait(timeout=15)
 
 
-def test_forwarded_headers_count_only_behind_a_trusted_proxy(
+def test_jwt_mode_needs_a_public_base_url_even_behind_a_proxy(
     issuers_file: Path, tmp_path: Path
 ) -> None:
-    """aud must name the URL the client called; behind a TLS proxy that is the forwarded one."""
-    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cds.example.org"}
+    """Issue 15: aud is never read from the request's Host (or X-Forwarded-Host) header."""
+    for trust in (False, True):
+        with pytest.raises(SettingsError, match="CDS_PUBLIC_BASE_URL"):
+            create_app(
+                {
+                    "today": TODAY,
+                    "jwt_issuers_file": str(issuers_file),
+                    "instance_dir": str(tmp_path),
+                    "cors_origins": "https://ehr.example.org",
+                    "trust_proxy": trust,
+                }
+            )
 
-    def app(trust: bool) -> Flask:
-        return create_app(
-            {
-                "today": TODAY,
-                "jwt_issuers_file": str(issuers_file),
-                "instance_dir": str(tmp_path),
-                "cors_origins": "https://ehr.example.org",
-                "trust_proxy": trust,
-            }
-        )
 
-    def post(application: Flask) -> int:
-        headers = {"Authorization": f"Bearer {token()}", **forwarded}
-        response = application.test_client().post(
-            SELECT, json=seed(), headers=headers, base_url="http://10.0.0.5:8000"
-        )
-        return response.status_code
+def test_a_spoofed_host_does_not_change_the_audience(secure_app: Flask) -> None:
+    spoofed = "http://evil.example"
+    headers = {"Authorization": f"Bearer {token(aud=spoofed + SELECT)}"}
+    response = secure_app.test_client().post(SELECT, json=seed(), headers=headers, base_url=spoofed)
+    assert response.status_code == 401
+    headers = {"Authorization": f"Bearer {token()}"}
+    response = secure_app.test_client().post(SELECT, json=seed(), headers=headers, base_url=spoofed)
+    assert response.status_code == 200  # aud is our configured URL whatever the Host says
 
-    assert post(app(trust=True)) == 200
-    assert post(app(trust=False)) == 401  # the forwarded host is ignored: aud does not match
+
+@pytest.mark.parametrize(
+    ("aud", "status"),
+    [
+        ([BASE + SELECT], 200),
+        ([BASE + SELECT, BASE + "/cds-services"], 200),
+        ([BASE + SELECT, "https://other-service.example.org/cds-services/x"], 401),
+        ([BASE + SELECT, BASE + ".evil.example/cds-services/x"], 401),
+    ],
+)
+def test_an_aud_list_may_name_only_urls_we_serve(
+    secure_app: Flask, aud: list[str], status: int
+) -> None:
+    assert call(secure_app, token(aud=aud)).status_code == status
+
+
+def test_serve_refuses_to_start_in_jwt_mode_without_a_public_base_url(
+    issuers_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from cds_service.cli import main
+
+    monkeypatch.setenv("CDS_JWT_ISSUERS_FILE", str(issuers_file))
+    monkeypatch.setenv("CDS_INSTANCE_DIR", str(tmp_path))
+    monkeypatch.delenv("CDS_PUBLIC_BASE_URL", raising=False)
+    assert main(["serve", "--host", "127.0.0.1", "--port", "1"]) == 2
+    assert "CDS_PUBLIC_BASE_URL" in capsys.readouterr().err
