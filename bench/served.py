@@ -150,15 +150,15 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server exited: {self.log_tail()}")
-            try:
-                conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=2)
+            try:  # closed on every path: a refused connection leaves a socket to close too
                 conn.request("GET", "/cds-services")
                 if conn.getresponse().status == 200:
-                    conn.close()
                     return
-                conn.close()
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 pass
+            finally:
+                conn.close()
             time.sleep(0.1)
         raise RuntimeError(f"{self.kind} server not ready in {timeout:.0f} s: {self.log_tail()}")
 
