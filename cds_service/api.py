@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 
+from . import metrics
 from .cards import HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import InvalidRequest, UnknownService
 from .facts import OrderFact
@@ -132,6 +133,7 @@ def call_service(service_id: str) -> Response:
     )
     silent = state.site.silent
     sent = {c["uuid"] for c in cards} if not silent else set()
+    metrics.observe_decision(cards if not silent else [], findings)
     latency = (time.perf_counter() - started) * 1000
     state.store.record_call(
         received_at=now(),
@@ -189,6 +191,8 @@ def feedback(service_id: str) -> Response:
     reasons = state.knowledge.override_reasons
     items = parse_feedback(_body(), {c.code: c.display for c in reasons.concept})
     stored = state.store.add_feedback(service_id, items)
+    for item in items:
+        metrics.FEEDBACK.labels(metrics.label(item.outcome, ("accepted", "overridden"))).inc()
     snoozes = 0
     for item in items:
         days = reasons.snooze_days(item.override_code or "")

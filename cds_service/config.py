@@ -61,6 +61,8 @@ class Settings:
     fhir_timeout: float = 2.5
     # FHIR bases the service may query (prefixes); empty: any http(s) fhirServer.
     fhir_server_allowlist: tuple[str, ...] = ()
+    # Bearer token GET /metrics requires; None: /metrics is open (bind or firewall it).
+    metrics_token: str | None = None
 
 
 _ENV_TYPES: dict[str, type] = {
@@ -84,6 +86,7 @@ _ENV_TYPES: dict[str, type] = {
     "max_body_bytes": int,
     "fhir_timeout": float,
     "fhir_server_allowlist": tuple,
+    "metrics_token": str,
 }
 
 

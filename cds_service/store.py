@@ -49,6 +49,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from . import metrics
 from .memo import Memo
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -207,7 +208,9 @@ class AuditWriter:
         self._ensure_thread()
         try:
             self.queue.put(item, timeout=1.0)
+            metrics.AUDIT_QUEUE.set(self.queue.qsize())
         except queue.Full:
+            metrics.AUDIT_LOST.labels("queue-full").inc()
             logger.error(
                 "audit queue full: one call not audited",
                 extra={"fields": {"event": "audit-dropped"}},
@@ -238,11 +241,13 @@ class AuditWriter:
             try:
                 self.write(batch)
             except Exception:  # noqa: BLE001 - the audit never takes the service down
+                metrics.AUDIT_LOST.labels("write-failed").inc(len(batch))
                 logger.exception(
                     "audit batch not written",
                     extra={"fields": {"event": "audit-error", "calls": len(batch)}},
                 )
             finally:
+                metrics.AUDIT_QUEUE.set(source.qsize())
                 for _ in batch:
                     source.task_done()
 
