@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .config import SettingsError, load_settings
+from . import __version__
+from .config import PACKAGE_DIR, SettingsError, load_settings
 from .errors import MappingError
 
 
@@ -25,17 +33,68 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """True when another process listens on host:port (checked before gunicorn, which would
+    retry for several seconds and then say only that it cannot connect)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+@contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for the workers' metric files (before the app, and so
+    prometheus_client, is imported), removed when the server stops. One given in the
+    environment is used as it is (and left in place)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="cds-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
+    if _port_in_use(args.host, args.port):
+        print(
+            f"cds-service: port {args.port} on {args.host} is already in use (another "
+            "cds-service?): stop that process or choose another port with --port N "
+            "(make serve PORT=N)",
+            file=sys.stderr,
+        )
+        return 2
+    with _metrics_dir():
+        return _run_server(args)
+
+
+def _run_server(args: argparse.Namespace) -> int:
     import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
 
-    from . import create_app
+    from . import create_app, metrics
     from .auth import IssuersError
+    from .logs import gunicorn_logger_class
 
     try:
         app = create_app()
     except (MappingError, SettingsError, IssuersError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(
+            f"cds-service: cannot start: {exc.filename or exc}: permission denied for user "
+            f"{os.getuid()}; set CDS_INSTANCE_DIR to a folder this user can write",
+            file=sys.stderr,
+        )
         return 2
     state = app.extensions["cds_service"]
     if state.verifier is None and not _is_loopback(args.host):
@@ -67,6 +126,8 @@ def _serve(args: argparse.Namespace) -> int:
                 "accesslog": "-" if args.access_log else None,
                 "errorlog": "-",
                 "loglevel": "info",
+                "logger_class": gunicorn_logger_class(),  # gunicorn's own lines as JSON too
+                "child_exit": lambda _arbiter, worker: metrics.mark_process_dead(worker.pid),
             }
             for key, value in options.items():
                 if value is not None:
@@ -81,26 +142,59 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso_date(option: str, value: str | None) -> date | None:
+    """The date an option gives, or BadOption with one line saying what is wrong."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadOption(
+            f"{option}: {value!r} is not a date (YYYY-MM-DD, e.g. 2026-11-25)"
+        ) from None
+
+
+class BadOption(ValueError):
+    """A command-line value the command cannot use: one line on stderr, exit status 2."""
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from . import create_app
+    from .auth import IssuersError
 
+    today = _iso_date("--today", args.today)
     path = Path(args.request)
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         print(f"cds-service: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    overrides = {"today": args.today} if args.today else None
-    app = create_app(overrides)
-    services = app.extensions["cds_service"].services
-    service_id = args.service
-    if service_id is None:
-        hook = body.get("hook") if isinstance(body, dict) else None
-        service_id = next((s.id for s in services.values() if s.hook == hook), None)
-        if service_id is None:
-            print(f"cds-service: no service answers hook {hook!r}; use --service", file=sys.stderr)
+    overrides: dict[str, Any] = {"today": today} if today else {}
+    with tempfile.TemporaryDirectory(prefix="cds-evaluate-") as scratch:
+        if not args.audit:  # a trial run: audit into a throwaway database, not the pilot's
+            overrides |= {"database_url": f"sqlite:///{scratch}/evaluate.sqlite3"}
+            overrides |= {"instance_dir": scratch, "jwt_issuers_file": None}
+        try:
+            app = create_app(overrides)
+        except (MappingError, SettingsError, IssuersError) as exc:
+            print(f"cds-service: cannot start: {exc}", file=sys.stderr)
             return 2
-    response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+        state = app.extensions["cds_service"]
+        try:
+            service_id = args.service
+            if service_id is None:
+                hook = body.get("hook") if isinstance(body, dict) else None
+                service_id = next((s.id for s in state.services.values() if s.hook == hook), None)
+                if service_id is None:
+                    print(
+                        f"cds-service: no service answers hook {hook!r}; use --service",
+                        file=sys.stderr,
+                    )
+                    return 2
+            response = app.test_client().post(f"/cds-services/{service_id}", json=body)
+        finally:
+            state.store.close()  # the audit row written (--audit), every connection closed
+            state.executor.shutdown()
     print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
     return 0 if response.status_code == 200 else 1
 
@@ -134,10 +228,52 @@ def _load_fixtures(args: argparse.Namespace) -> int:
     from .fhir_client import FhirUnavailable, put_resources
 
     folder = Path(args.fixtures)
+    paths = sorted(folder.glob("*.json"))
+    if not paths:
+        print(
+            f"cds-service: no patient Bundles (*.json) in {folder}: give --fixtures FOLDER",
+            file=sys.stderr,
+        )
+        return 1
+    session = requests.Session()
+    try:
+        if args.wait and not _wait_for_fhir(session, args.fhir, args.wait):
+            print(
+                f"cds-service: {args.fhir}/metadata did not answer within {args.wait:g} s",
+                file=sys.stderr,
+            )
+            return 1
+        return _put_fixtures(session, paths, args, put_resources, FhirUnavailable)
+    finally:
+        session.close()
+
+
+def _wait_for_fhir(session: Any, base: str, seconds: float) -> bool:
+    """Poll the server's CapabilityStatement until it answers 200 (a FHIR server starting up,
+    as HAPI does for a minute in docker compose)."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with session.get(f"{base.rstrip('/')}/metadata", timeout=5) as response:
+                if response.status_code == 200:
+                    return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2)
+
+
+def _put_fixtures(
+    session: Any, paths: list[Path], args: argparse.Namespace, put: Any, unavailable: Any
+) -> int:
+    import requests
+
     seen: set[str] = set()
     total = 0
-    session = requests.Session()
-    for path in sorted(folder.glob("*.json")):
+    for path in paths:
         bundle = json.loads(path.read_text(encoding="utf-8"))
         resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
         patient_ids = {r["id"] for r in resources if r.get("resourceType") == "Patient"}
@@ -145,8 +281,8 @@ def _load_fixtures(args: argparse.Namespace) -> int:
             continue  # several cases share one patient: load each patient once
         seen |= patient_ids
         try:
-            total += put_resources(session, args.fhir, resources, args.token)
-        except (FhirUnavailable, requests.RequestException) as exc:
+            total += put(session, args.fhir, resources, args.token)
+        except (unavailable, requests.RequestException) as exc:
             print(f"cds-service: {path.name}: {exc}", file=sys.stderr)
             return 1
     print(f"loaded {len(seen)} patients ({total} resources) into {args.fhir}")
@@ -172,13 +308,11 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from .report import build_report, render_html, render_text
 
+    since = _iso_date("--since", args.since)
     url, instance, make_store, upgrade = _store_from_settings()
     upgrade(url, instance)
-    since = date.fromisoformat(args.since) if args.since else None
     store = make_store()
     try:
         report = build_report(store, since)
@@ -191,6 +325,12 @@ def _report(args: argparse.Namespace) -> int:
     elif not args.html:
         print(render_text(report))
     return 0
+
+
+def default_fixtures_dir() -> Path:
+    """The repository's fixtures/patients in a source checkout, else the copy in the wheel."""
+    source_tree = PACKAGE_DIR.parent / "fixtures" / "patients"
+    return source_tree if source_tree.is_dir() else PACKAGE_DIR / "_fixtures" / "patients"
 
 
 def default_workers() -> int:
@@ -223,6 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluate.add_argument("request")
     evaluate.add_argument("--service", help="service id (default: the one for the request's hook)")
     evaluate.add_argument("--today", help="evaluate as of this date (YYYY-MM-DD)")
+    evaluate.add_argument(
+        "--audit",
+        action="store_true",
+        help="record the call in the service's audit store (default: a trial run, not recorded)",
+    )
     evaluate.set_defaults(func=_evaluate)
     check = sub.add_parser("check-mappings", help="validate mappings/*.json and the discovery file")
     check.add_argument("directory", nargs="?")
@@ -235,8 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.add_argument("--token", help="bearer token for the FHIR server")
     load.add_argument(
         "--fixtures",
-        default=str(Path(__file__).resolve().parent.parent / "fixtures" / "patients"),
-        help="folder of patient Bundles (default: the repository's fixtures/patients)",
+        default=str(default_fixtures_dir()),
+        help="folder of patient Bundles (default: the fixture patients shipped with the package)",
+    )
+    load.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait up to this long for the FHIR server to answer /metadata first",
     )
     load.set_defaults(func=_load_fixtures)
     db = sub.add_parser("db", help="database schema (Alembic migrations)")
@@ -247,8 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--json", action="store_true", help="machine-readable output")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.set_defaults(func=_report)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BadOption as exc:
+        print(f"cds-service {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 
