@@ -129,6 +129,10 @@ def _run_server(args: argparse.Namespace) -> int:
                 "logger_class": gunicorn_logger_class(),  # gunicorn's own lines as JSON too
                 "child_exit": lambda _arbiter, worker: metrics.mark_process_dead(worker.pid),
             }
+            # No control socket (gunicorn >= 25): its default path is per user, which several
+            # instances on one host would share, and the image's user has no home to put it in.
+            if "control_socket_disable" in self.cfg.settings:
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 if value is not None:
                     self.cfg.set(key, value)
