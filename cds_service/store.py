@@ -369,8 +369,9 @@ class Store:
                 }
                 statement = self._insert_or_skip(Feedback).values(**values)
                 statement = statement.on_conflict_do_nothing(index_elements=["dedup_key"])
-                result = s.execute(statement)
-                new += max(getattr(result, "rowcount", 0) or 0, 0)
+                # RETURNING, not rowcount: psycopg 3 reports -1 for INSERT ... ON CONFLICT.
+                inserted = s.execute(statement.returning(Feedback.id)).first()
+                new += inserted is not None
         return new
 
     def snooze_from_feedback(self, card_uuid: str, days: int) -> bool:
@@ -422,12 +423,13 @@ class Store:
         key = hashlib.sha256(f"{iss}\n{jti}".encode()).hexdigest()
         with self.engine.begin() as s:  # no flush of the audit queue: this is the hot path
             s.execute(delete(SeenToken).where(SeenToken.expires_at < now()))
-            result = s.execute(
+            inserted = s.execute(
                 self._insert_or_skip(SeenToken)
                 .values(jti_key=key, expires_at=expires_at)
                 .on_conflict_do_nothing(index_elements=["jti_key"])
-            )
-            return bool(getattr(result, "rowcount", 0))
+                .returning(SeenToken.jti_key)  # rowcount is -1 here on psycopg 3 (PostgreSQL)
+            ).first()
+            return inserted is not None
 
     def count(self, model: type[Base]) -> int:
         with self.session() as s:
