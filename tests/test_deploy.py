@@ -65,14 +65,17 @@ def _python_for(prefix: list[str]) -> str:
         if not Path(candidate).exists():
             continue
         probe = subprocess.run(
-            [*prefix, candidate, "-c", "import sys, venv; print(sys.version_info >= (3, 11))"],
+            [*prefix, candidate, "-c", "import sys, ensurepip; print(sys.version_info >= (3, 11))"],
             capture_output=True,
             text=True,
             check=False,
         )
         if probe.returncode == 0 and probe.stdout.strip() == "True":
             return candidate
-    pytest.skip(f"no Python >= 3.11 with venv that the image's user can run among {candidates}")
+    pytest.skip(
+        f"no Python >= 3.11 with ensurepip that the image's user can run among {candidates} "
+        "(.ci/run installs Debian's python3-venv)"
+    )
 
 
 @dataclass(frozen=True)
