@@ -50,8 +50,12 @@ def _port_in_use(host: str, port: int) -> bool:
 def _metrics_dir() -> Iterator[None]:
     """A fresh PROMETHEUS_MULTIPROC_DIR for the workers' metric files (before the app, and so
     prometheus_client, is imported), removed when the server stops. One given in the
-    environment is used as it is (and left in place)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    environment is kept, but emptied of an earlier run's files (their counts would be added)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
         yield
         return
     folder = tempfile.mkdtemp(prefix="cds-metrics-")

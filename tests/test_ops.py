@@ -276,3 +276,24 @@ def test_serve_logs_json_and_sums_metrics_over_workers(tmp_path: Path) -> None:
     assert {"event", "method", "path", "status", "duration_ms"} <= set(access[0])
     assert {r["path"] for r in access} >= {"/ready", SELECT, "/metrics"}
     assert list(scratch.iterdir()) == []  # the metrics folder is gone with the server
+
+
+def test_the_metrics_folder_serve_makes_and_one_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cds_service.cli import _metrics_dir
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with _metrics_dir():
+        made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert made.parent == tmp_path and made.is_dir()
+    assert not made.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    with _metrics_dir():
+        assert list(given.iterdir()) == []  # an earlier run's counts are not added again
+    assert given.is_dir()
