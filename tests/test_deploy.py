@@ -487,3 +487,17 @@ def test_constraints_pin_every_runtime_dependency() -> None:
     assert not missing, f"not pinned in constraints.txt (run make lock): {sorted(missing)}"
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r"pip install [^\n]*--constraint \S*constraints\.txt", dockerfile)
+
+
+def test_readme_names_what_the_compose_files_have() -> None:
+    """The Docker and sandbox sections' commands name services, files and settings that exist."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = set(
+        re.findall(r"docker compose (?:logs -f|run --rm|up -d) ?(?:--build )?(\w+)", readme)
+    )
+    assert named and named <= set(COMPOSE["services"])
+    for path in re.findall(r"`(deploy/[\w.-]+)`", readme):
+        assert (ROOT / path).exists(), path
+    assert "CDS_TODAY" in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    for path in re.findall(r"-d @(fixtures/requests/[\w.-]+\.json)", readme):
+        assert (ROOT / path).exists(), path
