@@ -119,15 +119,25 @@ def wait_for(url: str, alive: Any, timeout: float = 60.0) -> int:
             time.sleep(0.2)
 
 
+def _decoded(body: bytes) -> Any:
+    """JSON when the body is JSON, else its text (Prometheus), None when empty."""
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", errors="replace")
+
+
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
+            return response.status, _decoded(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
             body = exc.read()
-        return exc.code, json.loads(body) if body.strip() else None
+        return exc.code, _decoded(body)
 
 
 def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -137,8 +147,8 @@ def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tup
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
+            return response.status, _decoded(response.read())
     except urllib.error.HTTPError as exc:
         with exc:
             body = exc.read()
-        return exc.code, json.loads(body) if body.strip() else None
+        return exc.code, _decoded(body)

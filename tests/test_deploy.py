@@ -501,3 +501,53 @@ def test_readme_names_what_the_compose_files_have() -> None:
     assert "CDS_TODAY" in (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
     for path in re.findall(r"-d @(fixtures/requests/[\w.-]+\.json)", readme):
         assert (ROOT / path).exists(), path
+
+
+def test_the_image_command_serves_the_production_example(
+    installed: Installed, postgres_db: str
+) -> None:
+    """The Dockerfile's own CMD with deploy/compose.production.yml's environment (its secrets
+    given, its issuers file and database provided here): operations endpoints open, the hook
+    needs a client JWT (audience: the public base URL), /metrics needs its token."""
+    from .test_auth import EC_KEY, ISS, SELECT, public_jwk, token, write_issuers
+
+    service = PRODUCTION["services"]["cds"]
+    env_spec = service["environment"]
+    volume = installed.scratch("production")
+    issuers = write_issuers(
+        installed.root / "issuers.json",
+        [{"iss": ISS, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1", "ES384")]}}],
+    )
+    issuers.chmod(0o644)
+    env = _image_env(
+        installed,
+        {"environment": {k: v for k, v in env_spec.items() if "${" not in v}},
+        CDS_JWT_ISSUERS_FILE=str(issuers),  # mounted at env_spec's path in the container
+        CDS_DATABASE_URL=postgres_db,
+        CDS_AUDIT_KEY="a-secret-audit-key",
+        CDS_METRICS_TOKEN="a-metrics-token",
+        CDS_INSTANCE_DIR=str(volume),
+        CDS_TODAY=TODAY,
+        TMPDIR=str(volume),
+    )
+    base_url = env["CDS_PUBLIC_BASE_URL"]
+    server = _start(installed, IMAGE.cmd, env, volume)
+    try:
+        assert wait_for(server.base + "/ready", server.alive) == 200, server.output()
+        assert get_json(server.base + "/health")[0] == 200
+        assert get_json(server.base + "/cds-services")[0] == 401
+        assert post_json(server.base + SELECT, SEED.read_bytes())[0] == 401
+        assert base_url.startswith("https://")
+        # The JWT's audience is the configured public URL + path, whatever the proxy sends.
+        bearer = {"Authorization": f"Bearer {token()}"}
+        status, body = post_json(server.base + SELECT, SEED.read_bytes(), bearer)
+        assert status == 200, body
+        assert [card["indicator"] for card in body["cards"]] == ["warning"]
+        assert get_json(server.base + "/metrics")[0] == 401
+        status, _ = get_json(server.base + "/metrics", {"Authorization": "Bearer a-metrics-token"})
+        assert status == 200
+    finally:
+        out = server.stop()
+    assert server.proc.returncode == 0, out
+    assert "UNAUTHENTICATED" not in out
+    assert "audit.key" not in {p.name for p in volume.iterdir()}  # CDS_AUDIT_KEY is used
