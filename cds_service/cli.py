@@ -67,7 +67,8 @@ def _metrics_dir() -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve_command(args: argparse.Namespace) -> int:
+    """``serve``: a busy port is one line; the metrics folder lives as long as the server."""
     if _port_in_use(args.host, args.port):
         print(
             f"cds-service: port {args.port} on {args.host} is already in use (another "
@@ -77,10 +78,10 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     with _metrics_dir():
-        return _run_server(args)
+        return _serve(args)
 
 
-def _run_server(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace) -> int:
     import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
 
@@ -366,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="serve a non-loopback address without CDS_JWT_ISSUERS_FILE (logs a loud warning)",
     )
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve_command)
     evaluate = sub.add_parser("evaluate", help="print the response to a CDS Hooks request file")
     evaluate.add_argument("request")
     evaluate.add_argument("--service", help="service id (default: the one for the request's hook)")
