@@ -58,13 +58,29 @@ def _metrics_dir() -> Iterator[None]:
             stale.unlink(missing_ok=True)
         yield
         return
-    folder = tempfile.mkdtemp(prefix="cds-metrics-")
+    _remove_stale_metrics_dirs(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"cds-metrics-{os.getpid()}-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
     try:
         yield
     finally:
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_metrics_dirs(parent: Path) -> None:
+    """Metrics folders of this user's servers that are gone without removing theirs (killed
+    with SIGKILL): the pid in the name no longer runs."""
+    for folder in parent.glob("cds-metrics-*-*"):
+        pid = folder.name.split("-")[2]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user, or gone meanwhile
 
 
 def _serve_command(args: argparse.Namespace) -> int:

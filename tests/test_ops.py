@@ -286,9 +286,21 @@ def test_the_metrics_folder_serve_makes_and_one_given(
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    stale = tmp_path / f"cds-metrics-{dead}-abc123"  # a server killed with SIGKILL left it
+    stale.mkdir()
+    mine = tmp_path / f"cds-metrics-{os.getpid()}-def456"  # a live server's
+    mine.mkdir()
     with _metrics_dir():
         made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
         assert made.parent == tmp_path and made.is_dir()
+        assert not stale.exists() and mine.exists()
+    mine.rmdir()
     assert not made.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     given = tmp_path / "given"
     given.mkdir()
