@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench check-mappings fixtures clean
+.PHONY: serve test lint bench check-mappings fixtures clean lock
 
 $(BIN)/cds-service: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,12 @@ bench: $(BIN)/cds-service
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Pin the image's runtime dependencies: resolve them in a fresh venv, write constraints.txt.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet .
+	{ sed -n '1,3p' constraints.txt; .lock-venv/bin/pip freeze --exclude breast-surveillance-cds; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .lock-venv

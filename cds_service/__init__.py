@@ -17,7 +17,7 @@ from flask import Flask
 from requests.adapters import HTTPAdapter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, errors, fhir, logs
+from . import api, errors, fhir, logs, ops
 from .auth import Verifier, load_issuers
 from .config import Settings, SettingsError, SiteConfig, load_settings, load_site_config
 from .fhir_client import fhir_pool
@@ -131,6 +131,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),
     )
     errors.register_error_handlers(app)
+    app.register_blueprint(ops.bp)  # first: its clock starts before client authentication
     app.register_blueprint(api.bp)
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_port=1)  # type: ignore[method-assign]

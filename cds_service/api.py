@@ -14,6 +14,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
 
+from . import metrics
 from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
 from .errors import (
     CdsServiceError,
@@ -208,6 +209,7 @@ def call_service(service_id: str) -> Response:
     )
     silent = state.site.silent
     sent = {c["uuid"] for c in cards} if not silent else set()
+    metrics.observe_decision(cards if not silent else [], findings)
     latency = (time.perf_counter() - started) * 1000
     if state.settings.audit_calls:
         state.store.record_call(
@@ -273,6 +275,8 @@ def feedback(service_id: str) -> Response:
     items = parse_feedback(_body(), {c.code: c.display for c in reasons.concept})
     try:
         stored = state.store.add_feedback(service_id, items)
+        for item in items:
+            metrics.FEEDBACK.labels(metrics.label(item.outcome, ("accepted", "overridden"))).inc()
         snoozes = 0
         for item in items:
             days = reasons.snooze_days(item.override_code or "")

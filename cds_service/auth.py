@@ -27,6 +27,7 @@ import jwt
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import metrics
 from .errors import Unauthorized, first_problem
 from .fhir_client import unambiguous_url
 
@@ -158,6 +159,7 @@ class Verifier:
             return self._verify(authorization, audience)
         except Unauthorized as exc:
             logger.warning("client authentication failed: %s", exc.diagnostics)
+            metrics.JWT_FAILURES.labels(metrics.jwt_reason(exc.diagnostics)).inc()
             raise
 
     def _verify(self, authorization: str | None, audience: str) -> dict[str, Any]:

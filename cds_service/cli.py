@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import logging
 import os
+import shutil
+import socket
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from flask import g
 
-from .config import SettingsError, load_settings
+from . import __version__
+from .config import PACKAGE_DIR, SettingsError, load_settings
 from .errors import MappingError
 
 
@@ -27,17 +35,89 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    """True when another process listens on host:port (checked before gunicorn, which would
+    retry for several seconds and then say only that it cannot connect)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+@contextmanager
+def _metrics_dir() -> Iterator[None]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for the workers' metric files (before the app, and so
+    prometheus_client, is imported), removed when the server stops. One given in the
+    environment is kept, but emptied of an earlier run's files (their counts would be added)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield
+        return
+    _remove_stale_metrics_dirs(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"cds-metrics-{os.getpid()}-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale_metrics_dirs(parent: Path) -> None:
+    """Metrics folders of this user's servers that are gone without removing theirs (killed
+    with SIGKILL): the pid in the name no longer runs."""
+    for folder in parent.glob("cds-metrics-*-*"):
+        pid = folder.name.split("-")[2]
+        try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue  # alive under another user, or gone meanwhile
+
+
+def _serve_command(args: argparse.Namespace) -> int:
+    """``serve``: a busy port is one line; the metrics folder lives as long as the server."""
+    if _port_in_use(args.host, args.port):
+        print(
+            f"cds-service: port {args.port} on {args.host} is already in use (another "
+            "cds-service?): stop that process or choose another port with --port N "
+            "(make serve PORT=N)",
+            file=sys.stderr,
+        )
+        return 2
+    with _metrics_dir():
+        return _serve(args)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import gunicorn.http.wsgi
     from gunicorn.app.base import BaseApplication
 
-    from . import create_app
+    from . import create_app, metrics
     from .auth import IssuersError
+    from .logs import gunicorn_logger_class
 
     try:
         app = create_app()
     except (MappingError, SettingsError, IssuersError) as exc:
         print(f"cds-service: cannot start: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(
+            f"cds-service: cannot start: {exc.filename or exc}: permission denied for user "
+            f"{os.getuid()}; set CDS_INSTANCE_DIR to a folder this user can write",
+            file=sys.stderr,
+        )
         return 2
     state = app.extensions["cds_service"]
     if state.verifier is None and not _is_loopback(args.host):
@@ -74,7 +154,13 @@ def _serve(args: argparse.Namespace) -> int:
                 "accesslog": "-" if args.access_log else None,
                 "errorlog": "-",
                 "loglevel": "info",
+                "logger_class": gunicorn_logger_class(),  # gunicorn's own lines as JSON too
+                "child_exit": lambda _arbiter, worker: metrics.mark_process_dead(worker.pid),
             }
+            # No control socket (gunicorn >= 25): its default path is per user, which several
+            # instances on one host would share, and the image's user has no home to put it in.
+            if "control_socket_disable" in self.cfg.settings:
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 if value is not None:
                     self.cfg.set(key, value)
@@ -88,34 +174,63 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso_date(option: str, value: str | None) -> date | None:
+    """The date an option gives, or BadOption with one line saying what is wrong."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise BadOption(
+            f"{option}: {value!r} is not a date (YYYY-MM-DD, e.g. 2026-11-25)"
+        ) from None
+
+
+class BadOption(ValueError):
+    """A command-line value the command cannot use: one line on stderr, exit status 2."""
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from . import create_app
+    from .auth import IssuersError
 
+    today = _iso_date("--today", args.today)
     path = Path(args.request)
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         print(f"cds-service: cannot read {path}: {exc}", file=sys.stderr)
         return 2
-    # Not audited: trying a request file is not a hook call of the pilot (issue 18).
-    overrides: dict[str, Any] = {"audit_calls": False}
-    if args.today:
-        overrides["today"] = args.today
-    app = create_app(overrides)
-    services = app.extensions["cds_service"].services
-    service_id = args.service
-    if service_id is None:
-        hook = body.get("hook") if isinstance(body, dict) else None
-        service_id = next((s.id for s in services.values() if s.hook == hook), None)
-        if service_id is None:
-            print(f"cds-service: no service answers hook {hook!r}; use --service", file=sys.stderr)
+    # Not audited unless asked: trying a request file is not a hook call of the pilot.
+    overrides: dict[str, Any] = {"today": today} if today else {}
+    with tempfile.TemporaryDirectory(prefix="cds-evaluate-") as scratch:
+        if not args.audit:  # a trial run: audit into a throwaway database, not the pilot's
+            overrides |= {"database_url": f"sqlite:///{scratch}/evaluate.sqlite3"}
+            overrides |= {"instance_dir": scratch, "jwt_issuers_file": None}
+            overrides |= {"audit_calls": False}
+        try:
+            app = create_app(overrides)
+        except (MappingError, SettingsError, IssuersError) as exc:
+            print(f"cds-service: cannot start: {exc}", file=sys.stderr)
             return 2
-    try:
-        with app.test_client() as client:
-            response = client.post(f"/cds-services/{service_id}", json=body)
-            decision = g.get("decision")
-    finally:
-        app.extensions["cds_service"].store.close()
+        state = app.extensions["cds_service"]
+        try:
+            service_id = args.service
+            if service_id is None:
+                hook = body.get("hook") if isinstance(body, dict) else None
+                service_id = next((s.id for s in state.services.values() if s.hook == hook), None)
+                if service_id is None:
+                    print(
+                        f"cds-service: no service answers hook {hook!r}; use --service",
+                        file=sys.stderr,
+                    )
+                    return 2
+            with app.test_client() as client:
+                response = client.post(f"/cds-services/{service_id}", json=body)
+                decision = g.get("decision")
+        finally:
+            state.store.close()  # the audit row written (--audit), every connection closed
+            state.executor.shutdown()
     print(json.dumps(response.get_json(), indent=2, ensure_ascii=False))
     if args.explain and decision is not None:
         print(explain(decision.findings), file=sys.stderr)
@@ -170,10 +285,52 @@ def _load_fixtures(args: argparse.Namespace) -> int:
     from .fhir_client import FhirUnavailable, put_resources
 
     folder = Path(args.fixtures)
+    paths = sorted(folder.glob("*.json"))
+    if not paths:
+        print(
+            f"cds-service: no patient Bundles (*.json) in {folder}: give --fixtures FOLDER",
+            file=sys.stderr,
+        )
+        return 1
+    session = requests.Session()
+    try:
+        if args.wait and not _wait_for_fhir(session, args.fhir, args.wait):
+            print(
+                f"cds-service: {args.fhir}/metadata did not answer within {args.wait:g} s",
+                file=sys.stderr,
+            )
+            return 1
+        return _put_fixtures(session, paths, args, put_resources, FhirUnavailable)
+    finally:
+        session.close()
+
+
+def _wait_for_fhir(session: Any, base: str, seconds: float) -> bool:
+    """Poll the server's CapabilityStatement until it answers 200 (a FHIR server starting up,
+    as HAPI does for a minute in docker compose)."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with session.get(f"{base.rstrip('/')}/metadata", timeout=5) as response:
+                if response.status_code == 200:
+                    return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(2)
+
+
+def _put_fixtures(
+    session: Any, paths: list[Path], args: argparse.Namespace, put: Any, unavailable: Any
+) -> int:
+    import requests
+
     seen: set[str] = set()
     total = 0
-    session = requests.Session()
-    for path in sorted(folder.glob("*.json")):
+    for path in paths:
         bundle = json.loads(path.read_text(encoding="utf-8"))
         resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
         patient_ids = {r["id"] for r in resources if r.get("resourceType") == "Patient"}
@@ -181,8 +338,8 @@ def _load_fixtures(args: argparse.Namespace) -> int:
             continue  # several cases share one patient: load each patient once
         seen |= patient_ids
         try:
-            total += put_resources(session, args.fhir, resources, args.token)
-        except (FhirUnavailable, requests.RequestException) as exc:
+            total += put(session, args.fhir, resources, args.token)
+        except (unavailable, requests.RequestException) as exc:
             print(f"cds-service: {path.name}: {exc}", file=sys.stderr)
             return 1
     print(f"loaded {len(seen)} patients ({total} resources) into {args.fhir}")
@@ -208,14 +365,12 @@ def _db(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from datetime import date
-
     from .report import build_report, render_html, render_text
 
+    since = _iso_date("--since", args.since)
     url, instance, make_store, upgrade = _store_from_settings()
     upgrade(url, instance)
-    since = date.fromisoformat(args.since) if args.since else None
-    until = date.fromisoformat(args.until) if args.until else None
+    until = _iso_date("--until", args.until)
     store = make_store()
     try:
         report = build_report(store, since, until)
@@ -228,6 +383,12 @@ def _report(args: argparse.Namespace) -> int:
     elif not args.html:
         print(render_text(report))
     return 0
+
+
+def default_fixtures_dir() -> Path:
+    """The repository's fixtures/patients in a source checkout, else the copy in the wheel."""
+    source_tree = PACKAGE_DIR.parent / "fixtures" / "patients"
+    return source_tree if source_tree.is_dir() else PACKAGE_DIR / "_fixtures" / "patients"
 
 
 def default_workers() -> int:
@@ -258,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="serve a non-loopback address without CDS_JWT_ISSUERS_FILE (logs a loud warning)",
     )
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_serve_command)
     evaluate = sub.add_parser("evaluate", help="print the response to a CDS Hooks request file")
     evaluate.add_argument("request")
     evaluate.add_argument("--service", help="service id (default: the one for the request's hook)")
@@ -268,6 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also print (to stderr) each verdict's rule and the records, codes and phrases "
         "behind it",
+    )
+    evaluate.add_argument(
+        "--audit",
+        action="store_true",
+        help="record the call in the service's audit store (default: a trial run, not recorded)",
     )
     evaluate.set_defaults(func=_evaluate)
     check = sub.add_parser("check-mappings", help="validate mappings/*.json and the discovery file")
@@ -281,8 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     load.add_argument("--token", help="bearer token for the FHIR server")
     load.add_argument(
         "--fixtures",
-        default=str(Path(__file__).resolve().parent.parent / "fixtures" / "patients"),
-        help="folder of patient Bundles (default: the repository's fixtures/patients)",
+        default=str(default_fixtures_dir()),
+        help="folder of patient Bundles (default: the fixture patients shipped with the package)",
+    )
+    load.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait up to this long for the FHIR server to answer /metadata first",
     )
     load.set_defaults(func=_load_fixtures)
     db = sub.add_parser("db", help="database schema (Alembic migrations)")
@@ -296,8 +469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--json", action="store_true", help="machine-readable output")
     report.add_argument("--html", metavar="FILE", help="write a self-contained HTML page")
     report.set_defaults(func=_report)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except BadOption as exc:
+        print(f"cds-service {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -67,6 +67,8 @@ class Settings:
     # Send the EHR's access token to a plain-http (non-loopback) fhirServer: off, as CDS Hooks
     # requires TLS for production data; a test site may opt in (logged loudly at start-up).
     allow_insecure_fhir: bool = False
+    # Bearer token GET /metrics requires; None: /metrics is open (bind or firewall it).
+    metrics_token: str | None = None
 
 
 _ENV_TYPES: dict[str, type] = {
@@ -92,6 +94,7 @@ _ENV_TYPES: dict[str, type] = {
     "fhir_timeout": float,
     "fhir_server_allowlist": tuple,
     "allow_insecure_fhir": bool,
+    "metrics_token": str,
 }
 
 

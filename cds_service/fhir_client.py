@@ -27,6 +27,7 @@ import orjson
 import requests
 import urllib3
 
+from . import metrics
 from .errors import PrefetchUnavailable
 from .fhir import next_link
 
@@ -171,6 +172,19 @@ class FhirClient:
         )
 
     def get(self, url: str, what: str) -> Any:
+        """One query (a read, or a page of a search) for prefetch key ``what``; counted and
+        timed in the metrics."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            found = self._get(url, what)
+            result = "ok"
+            return found
+        finally:
+            metrics.FHIR_QUERIES.labels(what, result).inc()
+            metrics.FHIR_LATENCY.labels(what).observe(time.perf_counter() - started)
+
+    def _get(self, url: str, what: str) -> Any:
         absolute = urljoin(self.base, url)
         if not plain_characters(url) or not self.inside_base(absolute):
             # A next link that leaves the FHIR base would take the token elsewhere.

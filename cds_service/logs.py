@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,3 +53,46 @@ def configure(level: int = logging.INFO) -> None:
     handler._cds_json = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+class GunicornJsonFormatter(JsonFormatter):
+    """Gunicorn's lines in the service's shape. An access line becomes fields (method, path
+    without the query string, status, bytes, duration), never the raw request line or headers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        atoms = record.args
+        if record.name == "gunicorn.access" and isinstance(atoms, Mapping):
+            fields = {
+                "event": "access",
+                "method": atoms.get("m"),
+                "path": atoms.get("U"),
+                "status": _int(atoms.get("s")),
+                "bytes": _int(atoms.get("B")),
+                "duration_ms": round((_int(atoms.get("D")) or 0) / 1000, 1),
+                "remote": atoms.get("h"),
+            }
+            record = logging.makeLogRecord(
+                {**record.__dict__, "msg": "request", "args": None, "fields": fields}
+            )
+        return super().format(record)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def gunicorn_logger_class() -> type:
+    """gunicorn's Logger with its handlers writing JSON (imported only by ``serve``)."""
+    from gunicorn.glogging import Logger
+
+    class GunicornLogger(Logger):  # type: ignore[misc]
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    handler.setFormatter(GunicornJsonFormatter())
+
+    return GunicornLogger

@@ -52,6 +52,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from . import metrics
 from .memo import Memo
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -275,11 +276,14 @@ class AuditWriter:
         self._ensure_thread()
         try:
             self.queue.put_nowait(item)
+            metrics.AUDIT_QUEUE.set(self.queue.qsize())
         except queue.Full:
             self._lose(1, "audit queue full")
 
     def _lose(self, count: int, why: str, **fields: Any) -> None:
         self.lost += count
+        reason = "queue-full" if "full" in why else "exit" if "exiting" in why else "write-failed"
+        metrics.AUDIT_LOST.labels(reason).inc(count)
         logger.error(
             "%s: %d call(s) not audited",
             why,
@@ -318,6 +322,7 @@ class AuditWriter:
             try:
                 self._write_until_done(batch)
             finally:
+                metrics.AUDIT_QUEUE.set(source.qsize())
                 for _ in batch:
                     source.task_done()
 

@@ -76,7 +76,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     )
 
 
-from .databases import db_url, postgres_server  # noqa: E402,F401  (fixtures)
+from .databases import db_url, postgres_db, postgres_server  # noqa: E402,F401  (fixtures)
 
 # --- the JSON log of the whole run must hold no PHI, token or JWT ---------------------------
 
