@@ -615,6 +615,18 @@ class _Reader:
         how += tuple((c, "profile") for c in sorted(profiles))
         labels = _texts(code)
         notes = _notes(raw)
+        # What the entry cites as its evidence ("Secondary malignant neoplasm of liver").
+        for evidence in _list(raw.get("evidence")):
+            for concept in _list(_dict(evidence).get("code")):
+                found, found_how = self.coded(concept)
+                concepts |= found & _EVIDENCE_CONCEPTS
+                how += tuple(h for h in found_how if h[0] in _EVIDENCE_CONCEPTS)
+                notes += _texts(concept)
+            notes += [
+                t
+                for d in _list(_dict(evidence).get("detail"))
+                if (t := _str(_dict(d).get("display")))
+            ]
         # A regional-node code's own title ("Secondary ... neoplasm of axillary lymph nodes")
         # says regional, and its code already says so: its words do not make it distant.
         drop = concepts | (_NOT_DISTANT if "regional-nodal-disease" in concepts else concepts)
@@ -722,6 +734,28 @@ class _Reader:
             return None
         return _observation(raw, concepts, values, self.text, how, self.words)
 
+    def component_labs(self, raw: Mapping[str, Any]) -> list[ObservationFact]:
+        """The lab results inside a panel's components (an ALP of a metabolic panel), each read
+        as an Observation of its own: its value, interpretation and reference range, and the
+        panel's status and date."""
+        labs = []
+        for index, component in enumerate(_list(raw.get("component"))):
+            part = _dict(component)
+            concepts, how, named_by_name, _ = self.observation_name(part.get("code"))
+            named, named_how = named_by_name
+            analytes = (concepts | named) & _LAB_LIKE
+            if not analytes:
+                continue
+            result = {
+                **{k: v for k, v in raw.items() if k not in ("component", "valueQuantity")},
+                **part,
+                "id": f"{_str(raw.get('id')) or ''}#component-{index}",
+            }
+            labs.append(
+                _observation(result, analytes, _NO_CONCEPTS, self.text, how + named_how, self.words)
+            )
+        return labs
+
     def observation_name(
         self, code: Any
     ) -> tuple[
@@ -764,6 +798,19 @@ class _Reader:
         if rtype == "ServiceRequest" and not concepts:
             return None  # an order in the record is read for the study it names, by code
         named, named_how = self.named(scope, texts, concepts)
+        if rtype == "Procedure":
+            # Why it was done ("Metastasis to bone", a kyphoplasty "for pathologic fracture").
+            reasons, reasons_how = self.coded_all(raw.get("reasonCode"))
+            reasons &= _EVIDENCE_CONCEPTS | _SYMPTOM_LIKE
+            why = [t for r in _list(raw.get("reasonCode")) for t in _texts(r)]
+            why += [
+                t for r in _list(raw.get("reasonReference")) if (t := _str(_dict(r).get("display")))
+            ]
+            named_why, why_how = self.named(
+                "condition", why, concepts | named | reasons | _TREATMENT_WORDS
+            )
+            named |= reasons | named_why
+            named_how += tuple(h for h in reasons_how if h[0] in reasons) + why_how
         if not concepts and not named:
             return None
         return _procedure(raw, concepts | named, how + named_how)
@@ -830,6 +877,11 @@ class _Reader:
 
 
 _NOT_DISTANT = frozenset({"metastatic-disease"})
+# What a Condition's evidence or a Procedure's coded reason may add: distant disease or
+# recurrence (a cited lab or symptom is read where it is recorded).
+_EVIDENCE_CONCEPTS = frozenset(
+    {"metastatic-disease", "distant-metastasis-finding", "breast-cancer-recurrence"}
+)
 # A prescription's reason names the problem, not a treatment ("for chemotherapy nausea").
 _TREATMENT_WORDS = frozenset(
     {
@@ -851,6 +903,7 @@ _SYMPTOM_LIKE = frozenset(SYMPTOMS)
 _WARNING_ENABLERS_FROM_REPORTS = frozenset(
     {"invasive-breast-cancer", "personal-history-breast-cancer", "breast-cancer-in-remission"}
 )
+_NARROW = frozenset({"alkaline-phosphatase", "lactate-dehydrogenase", "calcium"})
 _STAGING_CONCEPTS = frozenset({"stage-group-observation", "m-category-observation"})
 _STAGING_WORDS = re.compile(r"\b(STAGE|STAGING|TNM|AJCC)\b")
 
@@ -868,6 +921,7 @@ def _observation(
     quantity = raw.get("valueQuantity")
     value = _number(quantity.get("value")) if type(quantity) is dict else None
     flagged = False
+    unbounded = False
     if value is None and type(raw.get("valueString")) is str:
         # A result given only as text: "260 H", "412 (H)", "7.1 HIGH".
         written = _VALUE_TEXT.match(raw["valueString"])
@@ -884,6 +938,13 @@ def _observation(
             high = _range_high(_str(_dict(reference).get("text")))
         if high is not None:
             break
+        low = _number(_dict(_dict(reference).get("low")).get("value"))
+        if low is not None and value is not None and value > 2.5 * low and concepts & _NARROW:
+            # A range with a lower limit only ("> 40 U/L"): the upper limit is not given. For
+            # analytes whose normal range spans less than two and a half times its lower limit
+            # (ALP about 40-130 U/L, LDH about 140-280 U/L, calcium about 8.6-10.3 mg/dL), a
+            # value past that is read as possibly high (an ALP of 412 against 40).
+            unbounded = True
     interpretation = _NO_CONCEPTS
     interpretations = raw.get("interpretation")
     if interpretations:
@@ -921,7 +982,8 @@ def _observation(
         value=value,
         value_bool=value_bool if isinstance(value_bool, bool) else None,
         reference_high=high,
-        interpretation=interpretation | (_ABNORMAL_BY_TEXT if flagged else _NO_CONCEPTS),
+        interpretation=interpretation
+        | (_ABNORMAL_BY_TEXT if flagged or (unbounded and high is None) else _NO_CONCEPTS),
         how=how,
     )
 
@@ -1094,6 +1156,8 @@ def build_facts(
             fact = reader.observation(raw)
             if fact is not None:
                 observations.append(fact)
+            if "component" in raw:  # a panel: each analyte judged as its own result
+                observations += reader.component_labs(raw)
         elif rtype in _PROCEDURE_TYPES:
             fact = reader.procedure(raw)
             if fact is not None:

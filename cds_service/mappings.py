@@ -288,6 +288,7 @@ class NegationDef(_Strict):
     other_person: tuple[str, ...] = ()
     terminate: tuple[str, ...] = ()
     strong: tuple[str, ...] = ()
+    pseudo_concepts: tuple[str, ...] = ()
 
 
 Scope = Literal["condition", "observation", "medication", "procedure", "report", "order"]

@@ -64,6 +64,7 @@ MAMMOGRAPHY = "mammography"
 MASTECTOMY = "mastectomy"
 REGIONAL_NODES = "regional-nodal-disease"
 HISTORY_OTHER = "history-of-other-cancer"
+PALLIATIVE = "palliative-care"  # words only (mappings/words.json)
 HER2_THERAPY = "her2-directed-therapy"
 CDK46 = "cdk46-inhibitor"
 # Systemic anticancer therapy other than endocrine therapy, by class (mappings/treatment.json):
@@ -655,6 +656,16 @@ def assess_patient(facts: PatientFacts, today: date, windows: Windows = Windows(
         exclusions.append(new_dx)
     exclusions += _treatment_exclusions(facts, today, windows)
     exclusions += _other_cancer_exclusions(facts, today)
+    exclusions += [
+        Exclusion("palliative-care", _ev(c, PALLIATIVE))
+        for c in facts.conditions
+        if PALLIATIVE in c.concepts and _counts(c) and c.clinical_status not in HISTORICAL
+    ]
+    exclusions += [
+        Exclusion("palliative-care", _ev(p, PALLIATIVE))
+        for p in facts.procedures
+        if PALLIATIVE in p.concepts and p.status not in VOID_RESULT
+    ]
     exclusions += symptoms
     return Assessment(True, evidence, tuple(exclusions), tuple(symptoms), tuple(long_standing))
 
@@ -726,17 +737,20 @@ def _order_reason(
     found: list[Exclusion] = []
     surveillance = False
     for concepts, text in reasons:
+        # Denied parts say nothing ("Surveillance, no pain, no cough"; "abnormal? No").
+        cleared = knowledge.words.without_denials(text) if text else text
+        named = bool(text) and bool(knowledge.words.concepts("order", (text,)))
         diagnostic = concepts & DIAGNOSTIC_REASONS
         if diagnostic:
             found.append(Exclusion(f"order-reason:{sorted(diagnostic)[0]}"))
         elif concepts & SURVEILLANCE_REASONS:
             # A surveillance code whose text names a finding ("Z85.3 - new rib pain", "Hx
             # breast ca, c/o RUQ discomfort"): the text says more than the code, and wins.
-            if knowledge.text.names_work_up(text) or knowledge.words.concepts("order", (text,)):
+            if knowledge.text.names_work_up(cleared) or named:
                 found.append(Exclusion("order-reason:not-surveillance"))
             else:
                 surveillance = True
-        elif knowledge.text.reason(text) == "surveillance":
+        elif knowledge.text.reason(cleared) == "surveillance" and not named:
             surveillance = True
         else:
             found.append(Exclusion("order-reason:not-surveillance"))

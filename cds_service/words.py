@@ -39,6 +39,7 @@ _NOT_WORD = re.compile(r"[^0-9A-Z]+")
 _AFTER_FILLER = re.compile(
     r"^\s*(?:(?:\d+|HAS|HAVE|HAD|SINCE|NOW|IS|WAS|ARE|WERE|BEEN|FULLY|IN)\s+)*"
 )
+_SEGMENTS = re.compile(r"[,;.\n]")
 _REACH = 200  # characters around a hit that negation cues are looked for in
 _MEMO_TEXT = 2048  # longer texts are read each time rather than remembered
 _GROUP = re.compile(r"\(([^()]*)\)")
@@ -115,6 +116,8 @@ class WordMatcher:
     terminate: Any  # Automaton of words that end a negation's reach ("reports", "new")
     strong: Any  # Automaton of negations that hold a terminator word ("has not had")
     window: int
+    before_words: tuple[str, ...] = ()  # the negation cues that precede, as written
+    pseudo_concepts: frozenset[str] = frozenset()  # where "no new X" still says X
     abnormal: frozenset[str] = frozenset()  # interpretations in words that mean "abnormal"
     phrase_count: int = 0  # plain phrases once expanded, over all scopes (check-mappings)
     _memo: Memo[tuple[str, str], tuple[WordHit, ...]] = field(
@@ -125,6 +128,9 @@ class WordMatcher:
     def __post_init__(self) -> None:
         self._after_set = frozenset(self.after)
         self._after_prefixes = tuple(cue + " " for cue in self.after)
+        self._after_suffixes = tuple(" " + cue + " " for cue in (*self.after, *self.after_alone))
+        self._before_prefixes = tuple(" " + cue + " " for cue in self.before_words)
+        self._before_suffixes = tuple(" " + cue + " " for cue in self.before_words)
 
     @classmethod
     def build(cls, doc: Mapping[str, Any]) -> WordMatcher:
@@ -160,6 +166,8 @@ class WordMatcher:
             terminate=_automaton({_literal(c): [c] for c in negation.get("terminate", ())}),
             strong=_automaton({_literal(c): [c] for c in negation.get("strong", ())}),
             window=int(negation["window"]),
+            before_words=tuple(" ".join(c.split()) for c in negation["before"]),
+            pseudo_concepts=frozenset(negation.get("pseudo_concepts", ())),
             abnormal=frozenset(normalise(w).strip() for w in doc["interpretation"]["abnormal"]),
             phrase_count=sum(len(found) for found in literals.values()),
         )
@@ -179,6 +187,25 @@ class WordMatcher:
             for hit in self.find(scope, text):
                 seen.setdefault(hit.concept, hit)
         return tuple(seen.values())
+
+    def without_denials(self, text: str) -> str:
+        """The text without its denied parts: "Surveillance, no pain, no cough" reads as
+        "Surveillance". A part (between commas, semicolons and stops) that starts with a
+        negation ("no", "denies"), ends with a denial ("... negative") or is a question
+        answered no ("abnormal? No") is left out."""
+        kept = []
+        for segment in _SEGMENTS.split(text):
+            question, mark, answer = segment.rpartition("?")
+            if mark and self.denies(answer):
+                continue
+            norm = normalise(segment).strip()
+            if not norm:
+                continue
+            padded = " " + norm + " "
+            if padded.startswith(self._before_prefixes) or padded.endswith(self._after_suffixes):
+                continue
+            kept.append(segment)
+        return ", ".join(kept)
 
     def says_abnormal(self, text: str | None) -> bool:
         """Is this interpretation, given as text ("H", "High", "Abnormal"), an abnormal one?"""
@@ -223,22 +250,30 @@ class WordMatcher:
                 needed = self.requires.get(key.concept)
                 if needed is not None and not needed & present:
                     continue
-                if self._negated(clause, start, end):
+                if self._negated(clause, start, end, key.concept in self.pseudo_concepts):
                     continue
                 found[key.concept] = WordHit(key.concept, key.phrase)
         return tuple(found.values())
 
-    def _negated(self, clause: str, start: int, end: int) -> bool:
+    def _negated(self, clause: str, start: int, end: int, pseudo: bool = True) -> bool:
         # Bounded slices around the hit: reading a negation costs the same in a 100 KiB note.
         before = clause[max(0, start - _REACH) : start].split()[-self.window :]
         if before:
             window = " " + " ".join(before) + " "
             if _any(self.strong, window):  # "has not had any cough": HAD does not end it
                 return True
-            stops = [end for end, _ in self.terminate.iter(window)] if len(self.terminate) else []
+            stops = [
+                (end, literal)
+                for end, (literal, _) in (
+                    self.terminate.iter(window) if len(self.terminate) else ()
+                )
+                # "denies new cough", "no new symptoms": a terminator right after a negation
+                # is inside its reach, not the end of it
+                if not (" " + window[: end - len(literal) + 2]).endswith(self._before_suffixes)
+            ]
             if stops:
-                window = " " + window[max(stops) + 1 :]  # "no fever, reports cough"
-            for pseudo_end, (literal, _) in self.pseudo.iter(window):
+                window = " " + window[max(stops)[0] + 1 :]  # "no fever, reports cough"
+            for pseudo_end, (literal, _) in self.pseudo.iter(window) if pseudo else ():
                 cut = pseudo_end - len(literal) + 1
                 window = (
                     window[:cut] + " " + "_" * (len(literal) - 2) + " " + window[pseudo_end + 1 :]
