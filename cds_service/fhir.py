@@ -673,6 +673,15 @@ class _Reader:
         # repeats a few lab codes thousands of times).
         concepts, how, named_by_name, staged = self.observation_name(code)
         value_cc = raw.get("valueCodeableConcept")
+        if (
+            not concepts
+            and not named_by_name[0]
+            and value_cc is None
+            and "valueString" not in raw
+            and "note" not in raw
+            and "component" not in raw
+        ):
+            return None  # most of a large record: a lab or vital sign the rules never read
         values: frozenset[str] = _NO_CONCEPTS
         if value_cc is not None:
             values, value_how = self.coded(value_cc)
