@@ -25,6 +25,7 @@ LABS = (
     "alanine-aminotransferase",
     "bilirubin-total",
     "calcium",
+    "calcium-ionized",
     "lactate-dehydrogenase",
     # A raised tumour marker is a "laboratory value" suggesting recurrence (Variant 11).
     "tumor-marker",

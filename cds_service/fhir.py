@@ -912,7 +912,7 @@ _SYMPTOM_LIKE = frozenset(SYMPTOMS)
 _WARNING_ENABLERS_FROM_REPORTS = frozenset(
     {"invasive-breast-cancer", "personal-history-breast-cancer", "breast-cancer-in-remission"}
 )
-_NARROW = frozenset({"alkaline-phosphatase", "lactate-dehydrogenase", "calcium"})
+_NARROW = frozenset({"alkaline-phosphatase", "lactate-dehydrogenase", "calcium", "calcium-ionized"})
 _STAGING_CONCEPTS = frozenset({"stage-group-observation", "m-category-observation"})
 _STAGING_WORDS = re.compile(r"\b(STAGE|STAGING|TNM|AJCC)\b")
 

@@ -280,7 +280,7 @@ class TextPatternsFile(_Strict):
 
 class NegationDef(_Strict):
     description: str
-    window: int = Field(ge=1, le=20)
+    window: int = Field(ge=1, le=40)
     before: tuple[str, ...] = Field(min_length=1)
     pseudo: tuple[str, ...] = ()
     after: tuple[str, ...] = ()

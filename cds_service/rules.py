@@ -64,6 +64,7 @@ MAMMOGRAPHY = "mammography"
 MASTECTOMY = "mastectomy"
 REGIONAL_NODES = "regional-nodal-disease"
 HISTORY_OTHER = "history-of-other-cancer"
+IONIZED_CALCIUM = "calcium-ionized"
 PALLIATIVE = "palliative-care"  # words only (mappings/words.json)
 HER2_THERAPY = "her2-directed-therapy"
 CDK46 = "cdk46-inhibitor"
@@ -607,6 +608,17 @@ def _variant_11(
         if found:
             current.append(Exclusion(f"symptom:{found}", _ev(m, found)))
     lab_set = frozenset(LABS)
+    # A raised ionized calcium beside a normal total calcium of the lab window is most often a
+    # handling artefact; without a total calcium it counts.
+    total_calcium_normal = any(
+        "calcium" in o.concepts
+        and o.status not in VOID_RESULT
+        and (o.value is not None or o.interpretation)
+        and not _lab_abnormal(o)
+        and o.effective is not None
+        and _within(o.effective, today, windows.lab)
+        for o in facts.observations
+    )
     for o in facts.observations:
         if o.status in VOID_RESULT:
             continue
@@ -622,6 +634,8 @@ def _variant_11(
             and _lab_abnormal(o)
             and (o.effective is None or _within(o.effective, today, windows.lab))
         ):
+            if labs == {IONIZED_CALCIUM} and total_calcium_normal:
+                continue  # a normal total calcium of the same weeks says more
             concept = sorted(labs)[0]
             current.append(Exclusion(f"abnormal-lab:{concept}", _ev(o, concept)))
     return current, long_standing
@@ -921,6 +935,13 @@ def _sibling_reason(
                 return f"sibling-order-reason:{sorted(diagnostic)[0]}"
             if knowledge.text.mentions_finding(reason.text):
                 return "sibling-order-reason:finding"
+            said = [
+                h
+                for h in knowledge.words.concepts("order", (reason.text,))
+                if h.concept in SIBLING_WORDS
+            ]
+            if said:
+                return f"sibling-order-reason:{said[0].concept}"
         named = [
             h for h in knowledge.words.concepts("order", other.words) if h.concept in SIBLING_WORDS
         ]

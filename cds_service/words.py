@@ -39,7 +39,7 @@ _NOT_WORD = re.compile(r"[^0-9A-Z]+")
 _AFTER_FILLER = re.compile(
     r"^\s*(?:(?:\d+|HAS|HAVE|HAD|SINCE|NOW|IS|WAS|ARE|WERE|BEEN|FULLY|IN)\s+)*"
 )
-_SEGMENTS = re.compile(r"[,;.\n]")
+_SEGMENTS = re.compile(r"[,;.\n]|\s-\s")
 _REACH = 200  # characters around a hit that negation cues are looked for in
 _MEMO_TEXT = 2048  # longer texts are read each time rather than remembered
 _GROUP = re.compile(r"\(([^()]*)\)")
