@@ -447,8 +447,7 @@ def _order_words(resource: Mapping[str, Any]) -> tuple[str, ...]:
     for detail in _list(resource.get("orderDetail")):
         words += _texts(detail)
     words += [t] if (t := _str(resource.get("patientInstruction"))) else []
-    for ref in (*_list(resource.get("supportingInfo")), *_list(resource.get("reasonReference"))):
-        words += [t] if (t := _str(_dict(ref).get("display"))) else []
+    words += _displays(resource.get("supportingInfo")) + _displays(resource.get("reasonReference"))
     return tuple(words)
 
 
@@ -571,6 +570,19 @@ def _texts(concept: Any) -> list[str]:
     return out
 
 
+def _displays(references: Any) -> list[str]:
+    """The displays of a list of References."""
+    return [t for ref in _list(references) if (t := _str(_dict(ref).get("display")))]
+
+
+def _reason_texts(raw: Mapping[str, Any]) -> list[str]:
+    """Why a record was made, in words: every ``reasonCode``'s text and displays, and the
+    displays of its ``reasonReference``s."""
+    return [t for r in _list(raw.get("reasonCode")) for t in _texts(r)] + _displays(
+        raw.get("reasonReference")
+    )
+
+
 def _notes(raw: Mapping[str, Any]) -> list[str]:
     return [t for n in _list(raw.get("note")) if (t := _str(_dict(n).get("text")))]
 
@@ -622,11 +634,7 @@ class _Reader:
                 concepts |= found & _EVIDENCE_CONCEPTS
                 how += tuple(h for h in found_how if h[0] in _EVIDENCE_CONCEPTS)
                 notes += _texts(concept)
-            notes += [
-                t
-                for d in _list(_dict(evidence).get("detail"))
-                if (t := _str(_dict(d).get("display")))
-            ]
+            notes += _displays(_dict(evidence).get("detail"))
         # A regional-node code's own title ("Secondary ... neoplasm of axillary lymph nodes")
         # says regional, and its code already says so: its words do not make it distant.
         drop = concepts | (_NOT_DISTANT if "regional-nodal-disease" in concepts else concepts)
@@ -811,12 +819,8 @@ class _Reader:
             # Why it was done ("Metastasis to bone", a kyphoplasty "for pathologic fracture").
             reasons, reasons_how = self.coded_all(raw.get("reasonCode"))
             reasons &= _EVIDENCE_CONCEPTS | _SYMPTOM_LIKE
-            why = [t for r in _list(raw.get("reasonCode")) for t in _texts(r)]
-            why += [
-                t for r in _list(raw.get("reasonReference")) if (t := _str(_dict(r).get("display")))
-            ]
             named_why, why_how = self.named(
-                "condition", why, concepts | named | reasons | _TREATMENT_WORDS
+                "condition", _reason_texts(raw), concepts | named | reasons | _TREATMENT_WORDS
             )
             named |= reasons | named_why
             named_how += tuple(h for h in reasons_how if h[0] in reasons) + why_how
@@ -867,10 +871,7 @@ class _Reader:
             texts.append(_str(_dict(raw.get("medicationReference")).get("display")) or "")
         named, named_how = self.named("medication", texts + _notes(raw), concepts)
         # Why it was prescribed ("Right hip pain"): read as a problem-list entry would be.
-        reasons = [t for r in _list(raw.get("reasonCode")) for t in _texts(r)]
-        reasons += [
-            t for r in _list(raw.get("reasonReference")) if (t := _str(_dict(r).get("display")))
-        ]
+        reasons = _reason_texts(raw)
         if reasons:
             why, why_how = self.named("condition", reasons, concepts | named | _TREATMENT_WORDS)
             named |= why

@@ -56,14 +56,9 @@ def normalise(text: str) -> str:
     return " " + _NOT_WORD.sub(" ", text.upper()).strip() + " "
 
 
-def clauses(text: str) -> list[str]:
-    """The normalised clauses of a text: negation does not reach across them."""
-    return [c for c, _ in _clauses(text)]
-
-
 def _clauses(text: str) -> list[tuple[str, bool]]:
-    """(normalised clause, whether it is a question) in order; "injury or accident? N" is a
-    question and its answer."""
+    """(normalised clause, whether it is a question) in order: negation does not reach across
+    clauses; "injury or accident? N" is a question and its answer."""
     out: list[tuple[str, bool]] = []
     for part in _CLAUSES.split(text.upper()):
         if not part:
@@ -129,8 +124,7 @@ class WordMatcher:
         self._after_set = frozenset(self.after)
         self._after_prefixes = tuple(cue + " " for cue in self.after)
         self._after_suffixes = tuple(" " + cue + " " for cue in (*self.after, *self.after_alone))
-        self._before_prefixes = tuple(" " + cue + " " for cue in self.before_words)
-        self._before_suffixes = tuple(" " + cue + " " for cue in self.before_words)
+        self._before_padded = tuple(" " + cue + " " for cue in self.before_words)
 
     @classmethod
     def build(cls, doc: Mapping[str, Any]) -> WordMatcher:
@@ -202,7 +196,7 @@ class WordMatcher:
             if not norm:
                 continue
             padded = " " + norm + " "
-            if padded.startswith(self._before_prefixes) or padded.endswith(self._after_suffixes):
+            if padded.startswith(self._before_padded) or padded.endswith(self._after_suffixes):
                 continue
             kept.append(segment)
         return ", ".join(kept)
@@ -263,13 +257,13 @@ class WordMatcher:
             if _any(self.strong, window):  # "has not had any cough": HAD does not end it
                 return True
             stops = [
-                (end, literal)
-                for end, (literal, _) in (
+                (stop_end, literal)
+                for stop_end, (literal, _) in (
                     self.terminate.iter(window) if len(self.terminate) else ()
                 )
                 # "denies new cough", "no new symptoms": a terminator right after a negation
                 # is inside its reach, not the end of it
-                if not (" " + window[: end - len(literal) + 2]).endswith(self._before_suffixes)
+                if not (" " + window[: stop_end - len(literal) + 2]).endswith(self._before_padded)
             ]
             if stops:
                 window = " " + window[max(stops)[0] + 1 :]  # "no fever, reports cough"
