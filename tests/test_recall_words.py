@@ -404,7 +404,7 @@ def test_words_read_a_hostile_note_in_linear_time() -> None:
         """
         from cds_service.mappings import load_dir
         from cds_service.rules import REQUIRED_CONCEPTS, WARNING_ENABLERS
-        from cds_service.words import SCOPES
+        from cds_service.mappings.words import SCOPES
         words = load_dir("mappings", REQUIRED_CONCEPTS, WARNING_ENABLERS).words
         notes = {
             "negated": "no cough " * 12_000,
