@@ -4,7 +4,8 @@ into an immutable ``Knowledge`` (``load_dir``).
 Modules: ``loader`` (``load_dir``, ``Knowledge``), ``schema`` (the shape of the code, order-text,
 override and words files), ``codes`` (``CodeMap``), ``patterns`` (linear-time regular
 expressions), ``text`` (``TextMatcher``), ``words`` (``WordMatcher``), ``guideline`` and
-``wording`` (what the cards and pages say).
+``wording`` (what the cards and pages say). Each file's loader, called by ``load_dir`` alone,
+sits with what it builds; a leading underscore marks a name internal to the package.
 """
 
 from .codes import CodeMap

@@ -136,7 +136,7 @@ def _load_systems(path: Path) -> CodeSystems:
     return CodeSystems(canonical, normaliser)
 
 
-def build_code_map(
+def _build_code_map(
     systems: CodeSystems, concepts: Mapping[str, ConceptDef], concept_file: Mapping[str, Path]
 ) -> CodeMap:
     """The index of the concepts' usable codes; raise ``MappingError`` on an alias system, a

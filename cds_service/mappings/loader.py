@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from ..errors import MappingError
 from ..memo import Memo
-from .codes import CodeMap, _load_systems, build_code_map
+from .codes import CodeMap, _build_code_map, _load_systems
 from .guideline import GuidelineFile, _load_guideline
 from .schema import ConceptDef, ConceptFile, OverrideCodeSystem, _fail, _read_json
 from .text import TextMatcher, _load_text
@@ -69,7 +69,7 @@ def load_dir(
     systems = _load_systems(_existing(root / CODE_SYSTEMS_FILE))
     concepts, concept_file = _load_concepts(root)
     _check_concepts(root, concepts, concept_file, required)
-    code_map = build_code_map(systems, concepts, concept_file)
+    code_map = _build_code_map(systems, concepts, concept_file)
     text = _load_text(_existing(root / TEXT_PATTERNS_FILE), concepts)
     guideline = _load_guideline(_existing(root / GUIDELINE_FILE), concepts)
     overrides = _load_overrides(root / OVERRIDE_FILE)
