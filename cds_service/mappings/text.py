@@ -166,10 +166,18 @@ def _check_examples(
 
 
 def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
+    """``order-text-patterns.json``: its patterns compiled into a matcher, which must read the
+    file's own examples as the file says."""
     try:
         doc = TextPatternsFile.model_validate(_read_json(path))
     except ValidationError as exc:
         raise _fail(path, exc) from exc
+    matcher = _compile_matcher(path, doc, concepts)
+    _check_text_examples(path, doc, matcher)
+    return matcher
+
+
+def _compile_matcher(path: Path, doc: TextPatternsFile, concepts: Mapping[str, Any]) -> TextMatcher:
     synonyms = tuple(
         (_compile(path, f"synonyms.{i}.from", s.from_), s.to) for i, s in enumerate(doc.synonyms)
     )
@@ -184,7 +192,7 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
                 tuple(_compile(path, f"studies.{i}.exclude", p) for p in study.exclude),
             )
         )
-    matcher = TextMatcher(
+    return TextMatcher(
         synonyms,
         tuple(studies),
         tuple(
@@ -204,6 +212,9 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
             _compile(path, "staging.metastatic.exclude", p) for p in doc.staging.metastatic.exclude
         ),
     )
+
+
+def _check_text_examples(path: Path, doc: TextPatternsFile, matcher: TextMatcher) -> None:
     _check_examples(path, "staging.metastatic", doc.staging.metastatic, matcher.names_metastatic)
     for kind in ("stage_iv", "m1"):
         _check_examples(path, f"staging.{kind}", getattr(doc.staging, kind), matcher.distant_stage)
@@ -236,4 +247,3 @@ def _load_text(path: Path, concepts: Mapping[str, Any]) -> TextMatcher:
                 raise MappingError(
                     str(path), f"reasons.{kind}.must_not_match", f"{example!r} is read as {kind}"
                 )
-    return matcher
