@@ -35,9 +35,8 @@ from .facts import (
     ProcedureFact,
     ReasonFact,
 )
-from .mappings import CodeMap, Knowledge, TextMatcher
+from .mappings import CodeMap, Knowledge, TextMatcher, WordMatcher
 from .memo import Memo
-from .words import WordMatcher
 
 logger = logging.getLogger("cds_service.fhir")
 

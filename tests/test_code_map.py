@@ -1,6 +1,7 @@
-"""Concepts, not code lists (issue 14): a representative code of every code system a US chart uses
-maps to its concept in the loaded knowledge, codes that must stay apart do, and every ICD-10-CM
-code in mappings/ exists in the FY2026 tabular (when simple-icd-10-cm is installed)."""
+"""The code index: every usable code in the concept files maps to its concept (and no other
+code does), lookups normalise codes and systems, a representative code of every code system a
+US chart uses maps to its concept, codes that must stay apart do, and every ICD-10-CM code in
+mappings/ exists in the FY2026 tabular (when simple-icd-10-cm is installed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.mappings import load_dir
+from cds_service.mappings import USABLE, USABLE_STRICT, load_dir
 from cds_service.rules import REQUIRED_CONCEPTS, WARNING_ENABLERS
 
 from .conftest import MAPPINGS, load_json
@@ -239,3 +240,78 @@ def test_icd10cm_code_exists_in_fy2026_tabular(
     code = entry["code"]
     assert icd.is_valid_item(code), f"{file}: {concept}: {code} is not in ICD-10-CM FY2026"
     assert icd.get_description(code) == entry["display"], f"{file}: {concept}: {code}"
+
+
+CONCEPT_FILES = [
+    p
+    for p in sorted(MAPPINGS.glob("*.json"))
+    if "concepts" in load_json(p) and "group" in load_json(p)
+]
+
+
+def _entries() -> list[tuple[str, str, dict[str, Any], bool]]:
+    rows = []
+    for path in CONCEPT_FILES:
+        for concept_id, concept in load_json(path)["concepts"].items():
+            for entry in concept["codes"]:
+                rows.append((path.name, concept_id, entry, concept.get("strict", False)))
+    return rows
+
+
+ENTRIES = _entries()
+
+
+@pytest.mark.parametrize(
+    ("file", "concept", "entry", "strict"),
+    ENTRIES,
+    ids=[f"{c}:{e['code']}" for _, c, e, _ in ENTRIES],
+)
+def test_each_code_maps_to_its_concept(
+    file: str, concept: str, entry: dict[str, Any], strict: bool
+) -> None:
+    found = KNOWLEDGE.codes.lookup(entry["system"], entry["code"])
+    usable = USABLE_STRICT if strict else USABLE
+    if entry["verified"] in usable:
+        assert concept in found, f"{file}: {entry}"
+        if entry.get("match") == "prefix":
+            # A family matches its members whatever the dots and case.
+            member = entry["code"] + "9"
+            assert concept in KNOWLEDGE.codes.lookup(entry["system"], member.lower())
+    else:
+        assert concept not in found, f"{entry['verified']} code must not be used: {entry}"
+    assert entry["source"].strip() and entry["display"].strip()
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "concept"),
+    [
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C50.A1", "invasive-breast-cancer"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C50912", "invasive-breast-cancer"),
+        ("urn:oid:2.16.840.1.113883.6.90", "C50.921", "invasive-breast-cancer"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "Z85.3", "invasive-breast-cancer"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C79.51", "metastatic-disease"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "D05.11", "dcis"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "R05.3", "cough"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C34.90", "other-primary-malignancy"),
+        ("http://www.radlex.org", "rpid5083", "bone-scan-whole-body"),
+    ],
+)
+def test_lookup_normalises_codes_and_systems(system: str, code: str, concept: str) -> None:
+    assert concept in KNOWLEDGE.codes.lookup(system, code)
+
+
+@pytest.mark.parametrize(
+    ("system", "code", "concept"),
+    [
+        ("http://hl7.org/fhir/sid/icd-10-cm", "Z80.3", "invasive-breast-cancer"),
+        ("http://snomed.info/sct", "429740004", "invasive-breast-cancer"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C77.3", "metastatic-disease"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "D05.11", "invasive-breast-cancer"),
+        ("http://snomed.info/sct", "109889007", "invasive-breast-cancer"),
+        ("http://hl7.org/fhir/sid/icd-10-cm", "C44.91", "other-primary-malignancy"),
+        ("http://www.ama-assn.org/go/cpt", "78811", "pet-ct"),
+        ("http://snomed.info/sct", "241615005", "brain-mri"),
+    ],
+)
+def test_pitfalls_do_not_map(system: str, code: str, concept: str) -> None:
+    assert concept not in KNOWLEDGE.codes.lookup(system, code)

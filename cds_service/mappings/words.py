@@ -5,7 +5,7 @@ A problem-list title under a local code ("Metastatic breast cancer to bone"), a 
 ``WordMatcher.find`` names the concepts such a text mentions, for one *scope* (the kind of
 element the text comes from: condition, observation, medication, procedure, report, order).
 
-The phrases are data (``mappings/words.json``) and can only silence: the loader refuses a
+The phrases are data (``mappings/words.json``) and can only silence: ``_load_words`` refuses a
 phrase for a concept that could make the service warn. Matching is linear in the text: one
 Aho-Corasick pass (``pyahocorasick``) over the normalised text finds every phrase at once, each
 on word boundaries ("asymptomatic" does not contain the word "symptomatic"). A hit is dropped
@@ -21,11 +21,15 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ahocorasick
+from pydantic import ValidationError
 
-from .memo import Memo
+from ..errors import MappingError
+from ..memo import Memo
+from .schema import ConceptDef, WordsFile, _fail, _read_json
 
 SCOPES = ("condition", "observation", "medication", "procedure", "report", "order")
 
@@ -128,7 +132,7 @@ class WordMatcher:
 
     @classmethod
     def build(cls, doc: Mapping[str, Any]) -> WordMatcher:
-        """From the validated content of ``mappings/words.json`` (see mappings.py)."""
+        """From the validated content of ``mappings/words.json`` (see ``_load_words``)."""
         literals: dict[str, dict[str, list[_Key]]] = {scope: {} for scope in SCOPES}
         requires: dict[str, frozenset[str]] = {}
         for concept, spec in doc["concepts"].items():
@@ -308,3 +312,50 @@ def _any(automaton: Any, text: str) -> bool:
     for _ in automaton.iter(text):
         return True
     return False
+
+
+_PHRASE = re.compile(r"^[0-9A-Z ]+\*?$")  # each phrase once its (A|B) groups are expanded
+
+
+def _load_words(
+    path: Path, concepts: Mapping[str, ConceptDef], enabling: frozenset[str]
+) -> WordMatcher:
+    """``words.json``: phrases per concept. Words may only silence: a concept that can make
+    the service warn (``enabling``, or any ``strict`` concept) has no phrases."""
+    try:
+        doc = WordsFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    for concept_id, spec in doc.concepts.items():
+        where = f"concepts.{concept_id}"
+        if concept_id not in concepts and concept_id not in doc.word_only:
+            raise MappingError(str(path), where, f"unknown concept {concept_id!r}")
+        known = concepts.get(concept_id)
+        if concept_id in enabling or (known is not None and known.strict):
+            raise MappingError(
+                str(path), where, "words may only silence: this concept can make the service warn"
+            )
+        for kind in ("phrases", "unless", "requires"):
+            for phrase in getattr(spec, kind):
+                if not all(_PHRASE.match(p) for p in expand(phrase)):
+                    raise MappingError(
+                        str(path),
+                        f"{where}.{kind}",
+                        f"{phrase!r}: upper-case words, digits, (A|B) groups, a final *",
+                    )
+    for word_only in doc.word_only:
+        if word_only in concepts:
+            raise MappingError(str(path), f"word_only.{word_only}", "is a concept with codes")
+    matcher = WordMatcher.build(doc.model_dump())
+    for concept_id, spec in doc.concepts.items():
+        where = f"concepts.{concept_id}"
+        for example in spec.must_match:
+            if concept_id not in {h.concept for h in matcher.find(spec.scopes[0], example)}:
+                raise MappingError(str(path), f"{where}.must_match", f"{example!r} not found")
+        for example in spec.must_not_match:
+            for scope in spec.scopes:
+                if concept_id in {h.concept for h in matcher.find(scope, example)}:
+                    raise MappingError(
+                        str(path), f"{where}.must_not_match", f"{example!r} found ({scope})"
+                    )
+    return matcher

@@ -1,0 +1,118 @@
+"""``wording.json``: what clinicians and patients read (card phrases, guidance pages, handout),
+and its loader, which checks each phrase's placeholders."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from ..errors import MappingError
+from .guideline import GuidelineFile
+from .schema import _fail, _read_json, _Strict
+
+
+class CardWording(_Strict):
+    """The cards' fixed phrases; ``{name}`` placeholders are filled in by ``cards.py``."""
+
+    warning_summary: str
+    rating: str
+    radiation: str
+    why_short: dict[str, str]  # study -> the card's one line of why
+    instead: str
+    this_patient_none: str
+    more_records: str
+    order_reason: str
+    order_reason_coded: str
+    long_standing: str
+    mammogram_due: str
+    no_id: str  # a draft order without an id: no delete action can name it
+    changes: str
+    more_link: str
+    remove_label: str
+    mammogram_label: str
+    remove_action: str
+    mammogram_action: str
+    targeted_summary: str
+    targeted_summary_untargeted: str
+    targeted_intro: str
+    targeted_more_link: str
+    tumor_marker_summary: str
+    tumor_marker_lead: str
+    tumor_marker_why: str
+    tumor_marker_more_link: str
+    handout_link: str
+
+
+class GuidancePage(_Strict):
+    title: str
+    lead: str
+    rationale: tuple[str, ...]
+    counselling_heading: str = ""
+
+
+class HandoutSection(_Strict):
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    bullets: tuple[str, ...] = ()
+    urgent: bool = False  # shown as a red box (what to report the same day)
+
+
+class Handout(_Strict):
+    title: str
+    lead: str
+    sections: tuple[HandoutSection, ...] = Field(min_length=1)
+    footer: str
+
+
+GUIDANCE_KINDS = ("surveillance-imaging", "targeted-imaging", "tumour-markers")
+
+
+class WordingFile(_Strict):
+    """``wording.json``: what clinicians and patients read (cards, guidance pages, handout)."""
+
+    card: CardWording
+    pages: dict[str, GuidancePage]
+    handout: Handout
+    description: str | None = None
+
+
+# The placeholders each card phrase may use (cards.py fills them in).
+_PLACEHOLDERS = {
+    "warning_summary": {"study"},
+    "more_records": {"count"},
+    "order_reason": {"reason"},
+    "long_standing": {"records"},
+    "remove_label": {"study"},
+    "remove_action": {"order"},
+    "targeted_summary": {"label", "targeted", "study"},
+    "targeted_summary_untargeted": {"label", "study"},
+    "tumor_marker_summary": {"order"},
+}
+
+
+def _load_wording(path: Path, guideline: GuidelineFile) -> WordingFile:
+    if not path.is_file():
+        raise MappingError(str(path), "", "file is missing")
+    try:
+        doc = WordingFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    for name, text in doc.card:
+        if not isinstance(text, str):
+            continue
+        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+        unknown = used - _PLACEHOLDERS.get(name, set())
+        if unknown:
+            raise MappingError(str(path), f"card.{name}", f"unknown placeholders {sorted(unknown)}")
+    warned = {k for k, v in guideline.studies.items() if v.warn}
+    missing = sorted(warned - set(doc.card.why_short))
+    if missing:
+        raise MappingError(str(path), "card.why_short", f"no line for the studies {missing}")
+    unknown_studies = sorted(set(doc.card.why_short) - set(guideline.studies))
+    if unknown_studies:
+        raise MappingError(str(path), "card.why_short", f"unknown studies {unknown_studies}")
+    if set(doc.pages) != set(GUIDANCE_KINDS):
+        raise MappingError(str(path), "pages", f"expected exactly {list(GUIDANCE_KINDS)}")
+    return doc
