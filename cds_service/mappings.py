@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -133,7 +133,11 @@ class SymptomTarget(_Strict):
     advice: str
 
 
+LinkRole = Literal["acr-criteria", "asco-follow-up", "choosing-wisely"]
+
+
 class LinkDef(_Strict):
+    role: LinkRole  # which source it is: the cards choose their links by role
     label: str
     url: str
 
@@ -153,16 +157,43 @@ class GuidelineFile(_Strict):
     tumor_markers: TumorMarkerInfo
     description: str | None = None
 
+    @field_validator("links")
+    @classmethod
+    def _one_link_per_role(cls, links: tuple[LinkDef, ...]) -> tuple[LinkDef, ...]:
+        roles = [link.role for link in links]
+        if sorted(roles) != sorted(get_args(LinkRole)):
+            raise ValueError(f"expected one link per role {list(get_args(LinkRole))}")
+        return links
+
+    def link(self, role: LinkRole) -> LinkDef:
+        return next(link for link in self.links if link.role == role)
+
+
+class CodingDef(_Strict):
+    system: str
+    code: str
+    display: str
+
+
+class OrderWording(_Strict):
+    """A draft order the cards offer: its codes and the words it is shown with."""
+
+    coding: tuple[CodingDef, ...] = Field(min_length=1)
+    text: str
+
 
 class CardWording(_Strict):
-    """The cards' fixed phrases; ``{name}`` placeholders are filled in by ``cards.py``."""
+    """The cards' words, markdown included; ``{name}`` placeholders are filled in by
+    ``cds_service/cards/``."""
 
     warning_summary: str
-    rating: str
+    headline: str
     radiation: str
+    radiation_with_dose: str
+    why: str
     why_short: dict[str, str]  # study -> the card's one line of why
     instead: str
-    this_patient_none: str
+    this_patient: str
     more_records: str
     order_reason: str
     order_reason_coded: str
@@ -171,19 +202,26 @@ class CardWording(_Strict):
     no_id: str  # a draft order without an id: no delete action can name it
     changes: str
     more_link: str
+    source_label: str
     remove_label: str
     mammogram_label: str
     remove_action: str
     mammogram_action: str
+    mammogram_order: OrderWording
     targeted_summary: str
     targeted_summary_untargeted: str
+    targeted_unnamed_symptom: str
     targeted_intro: str
     targeted_more_link: str
     tumor_marker_summary: str
+    tumor_marker_unnamed: str
     tumor_marker_lead: str
     tumor_marker_why: str
+    tumor_marker_this_patient: str
+    tumor_marker_source_label: str
     tumor_marker_more_link: str
     handout_link: str
+    rating_action: str  # the description of the rating written onto the order
 
 
 class GuidancePage(_Strict):
@@ -975,17 +1013,26 @@ def load_dir(
     return Knowledge(code_map, text, guideline, overrides, tuple(files), words, wording)
 
 
-# The placeholders each card phrase may use (cards.py fills them in).
+# The placeholders each card phrase may use (cds_service/cards/ fills them in).
 _PLACEHOLDERS = {
     "warning_summary": {"study"},
+    "headline": {"study", "rating", "radiation"},
+    "radiation": {"level"},
+    "radiation_with_dose": {"level", "dose"},
+    "why": {"why"},
+    "this_patient": {"records"},
     "more_records": {"count"},
     "order_reason": {"reason"},
     "long_standing": {"records"},
+    "source_label": {"variant"},
     "remove_label": {"study"},
     "remove_action": {"order"},
     "targeted_summary": {"label", "targeted", "study"},
     "targeted_summary_untargeted": {"label", "study"},
     "tumor_marker_summary": {"order"},
+    "tumor_marker_lead": {"order"},
+    "tumor_marker_this_patient": {"records"},
+    "rating_action": {"rating", "order"},
 }
 
 
