@@ -19,11 +19,12 @@ class _Part(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
 class Coding(_Part, frozen=True, kw_only=True):
     system: str
     code: str
-    display: str
+    display: str | None = None  # FHIR: optional
 
 
 class OverrideReason(_Part, frozen=True, kw_only=True):
-    """A Coding, its keys in the order the service has always sent them."""
+    """A Coding whose display CDS Hooks requires; its keys in the order the service has
+    always sent them."""
 
     code: str
     system: str
