@@ -53,11 +53,11 @@ def targeted_card(finding: Finding, knowledge: Knowledge, where: Presentation) -
         indicator="info",
         detail="\n".join(lines),
         source=acr_source(knowledge, variant=SYMPTOMATIC_VARIANT),
-        links=(
+        links=[
             absolute_link(words.targeted_more_link, page),
             *guideline_links(knowledge, ("acr-criteria",)),
             handout_link(knowledge, where),
-        ),
+        ],
     )
 
 
@@ -86,9 +86,9 @@ def tumor_marker_card(finding: Finding, knowledge: Knowledge, where: Presentatio
             url=knowledge.guideline.link("asco-follow-up").url,
             topic=TOPIC,
         ),
-        links=(
+        links=[
             absolute_link(words.tumor_marker_more_link, page),
             *guideline_links(knowledge, ("asco-follow-up", "choosing-wisely")),
             handout_link(knowledge, where),
-        ),
+        ],
     )

@@ -1,6 +1,7 @@
 """The typed CDS Hooks response parts the cards are made of, and their JSON (one place).
 
 Field order is the JSON key order; a field left at its default (``None``, empty) is not sent.
+Lists, not tuples: ``msgspec.to_builtins`` keeps a tuple a tuple.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Suggestion(_Part, frozen=True, kw_only=True):
     label: str
     uuid: str
     is_recommended: bool | None = None
-    actions: tuple[Action, ...]
+    actions: list[Action]
 
 
 class CardMarks(_Part, frozen=True, kw_only=True):
@@ -73,9 +74,9 @@ class Card(_Part, frozen=True, kw_only=True):
     indicator: Literal["info", "warning", "critical"]
     detail: str
     source: Source
-    links: tuple[Link, ...]
-    override_reasons: tuple[OverrideReason, ...] = ()
-    suggestions: tuple[Suggestion, ...] = ()
+    links: list[Link]
+    override_reasons: list[OverrideReason] = []
+    suggestions: list[Suggestion] = []
     selection_behavior: Literal["at-most-one", "any"] | None = None
     extension: Mapping[str, CardMarks] | None = None  # CARD_EXTENSION_KEY -> marks
 

@@ -70,7 +70,7 @@ def _mammogram_order(where: Presentation, words: CardWording) -> dict[str, Any]:
 
 def _suggestions(
     finding: Finding, where: Presentation, words: CardWording, name: str
-) -> tuple[Suggestion, ...]:
+) -> list[Suggestion]:
     order = finding.order
     removable = order.reference.count("/") == 1  # "Type/id": a delete action can name it
     remove = Action(
@@ -85,7 +85,7 @@ def _suggestions(
                 label=words.remove_label.format(study=name),
                 uuid=new_uuid(),
                 is_recommended=True,
-                actions=(remove,),
+                actions=[remove],
             )
         )
     if finding.offer_mammogram:
@@ -98,10 +98,10 @@ def _suggestions(
             Suggestion(
                 label=words.mammogram_label,
                 uuid=new_uuid(),
-                actions=(remove, create) if removable else (create,),
+                actions=[remove, create] if removable else [create],
             )
         )
-    return tuple(suggestions)
+    return suggestions
 
 
 def _warning_detail(
@@ -156,19 +156,19 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         detail = _warning_detail(finding, words, info, name, page, where, shown, label_words)
         if visible_words(detail) <= WORD_BUDGET:
             break
-    suggestions = _suggestions(finding, where, words, name) if where.suggestions else ()
+    suggestions = _suggestions(finding, where, words, name) if where.suggestions else []
     return Card(
         uuid=new_uuid(),
         summary=fit_summary(words.warning_summary.format(study=name)),
         indicator="warning",
         detail=detail,
         source=acr_source(knowledge),
-        links=(
+        links=[
             absolute_link(words.more_link, page),
             *guideline_links(knowledge, ("acr-criteria", "asco-follow-up", "choosing-wisely")),
             handout_link(knowledge, where),
-        ),
-        override_reasons=override_reasons(knowledge, where),
+        ],
+        override_reasons=list(override_reasons(knowledge, where)),
         suggestions=suggestions,
         selection_behavior="at-most-one" if suggestions else None,
     )
