@@ -17,11 +17,13 @@ from flask.testing import FlaskClient
 from markdown_it import MarkdownIt
 
 from cds_service import cards as cards_module
+from cds_service import create_app
 from cds_service.errors import MappingError
 from cds_service.mappings import load_dir
 from cds_service.rules import REQUIRED_CONCEPTS
 
-from .conftest import CASES_DOC, MAPPINGS, SERVICE_FOR_HOOK, case_request, load_json
+from .card_requests import request_of, without_mammograms
+from .conftest import CASES_DOC, MAPPINGS, SERVICE_FOR_HOOK, TODAY, case_request, load_json
 
 MAX_WORDS = 120  # a card interrupts ordering: it is read in seconds
 BASE = "https://cds.example.org"
@@ -195,3 +197,28 @@ def _edited(tmp_path: Path, edit: Any) -> Path:
 def test_bad_wording_stops_start_up(tmp_path: Path, edit: Any, message: str) -> None:
     with pytest.raises(MappingError, match=message):
         load_dir(_edited(tmp_path, edit), REQUIRED_CONCEPTS)
+
+
+def test_every_card_phrase_comes_from_the_wording_file(tmp_path: Path) -> None:
+    """The cards' prose lives in mappings/wording.json: change it there, the cards change."""
+
+    def reword(doc: dict[str, Any]) -> None:
+        card = doc["card"]
+        card["instead"] = "**Instead:** EDITED-INSTEAD."
+        card["tumor_marker_source_label"] = "EDITED-SOURCE"
+        card["rating_action"] = "EDITED {rating}: {order}"
+        card["mammogram_order"]["text"] = "EDITED-ORDER"
+
+    app = create_app({"today": TODAY, "mappings_dir": str(_edited(tmp_path, reword))})
+    client = app.test_client()
+    seed = client.post(
+        SERVICE + "order-select", json=without_mammograms(request_of("seed-pet-ct")), base_url=BASE
+    ).get_json()
+    [card] = seed["cards"]
+    assert "**Instead:** EDITED-INSTEAD." in card["detail"]
+    assert card["suggestions"][1]["actions"][1]["resource"]["code"]["text"] == "EDITED-ORDER"
+    assert seed["systemActions"][0]["description"].startswith("EDITED not-appropriate: ")
+    request = request_of("tumor-marker-cea")
+    url = f"/cds-services/{SERVICE_FOR_HOOK[request['hook']]}"
+    marker = client.post(url, json=request, base_url=BASE).get_json()
+    assert marker["cards"][0]["source"]["label"] == "EDITED-SOURCE"
