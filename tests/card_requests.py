@@ -1,22 +1,23 @@
 """Requests and posting shared by the card tests: fixture requests by case name, a request
-without mammograms on record, a conformant post to order-select."""
+without mammograms on record, a conformant post to order-select, a mappings folder with one
+file edited."""
 
 from __future__ import annotations
 
 import copy
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
 
 from .conformance import assert_conformant
-from .conftest import CASES_DOC, FIXTURES, load_json
+from .conftest import CASES_DOC, FIXTURES, MAPPINGS, load_json
 
 NS = "org.example.breast-surveillance-cds"  # cards' extension key
-
-
 SELECT = "/cds-services/breast-surveillance-order-select"
-
-
 PAMA = "http://fhir.org/argonaut/Extension/"
 
 
@@ -41,3 +42,13 @@ def post(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = response.get_json()
     assert_conformant(result)
     return result
+
+
+def mappings_with(tmp_path: Path, file_name: str, edit: Callable[[dict[str, Any]], Any]) -> Path:
+    """A copy of mappings/ whose ``file_name`` is changed by ``edit``."""
+    folder = tmp_path / "mappings"
+    shutil.copytree(MAPPINGS, folder)
+    doc = load_json(folder / file_name)
+    edit(doc)
+    (folder / file_name).write_text(json.dumps(doc), encoding="utf-8")
+    return folder

@@ -3,9 +3,6 @@ page and the handout at the caller's own address, and the override reasons offer
 
 from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +15,8 @@ from cds_service.errors import MappingError
 from cds_service.mappings import load_dir
 from cds_service.rules import REQUIRED_CONCEPTS
 
-from .card_requests import SELECT, post, request_of
-from .conftest import MAPPINGS, SERVICE_FOR_HOOK, TODAY, load_json
+from .card_requests import SELECT, mappings_with, post, request_of
+from .conftest import SERVICE_FOR_HOOK, TODAY
 
 
 def test_evidence_links_and_counselling(client: FlaskClient) -> None:
@@ -68,15 +65,6 @@ def test_override_code_system_is_served(client: FlaskClient) -> None:
     assert len(body["concept"]) >= 5
 
 
-def _mappings_with(tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    folder = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, folder)
-    doc = load_json(folder / "acr-variant-10.json")
-    edit(doc)
-    (folder / "acr-variant-10.json").write_text(json.dumps(doc), encoding="utf-8")
-    return folder
-
-
 def _cards(client: FlaskClient, name: str) -> list[dict[str, Any]]:
     body = request_of(name)
     response = client.post(f"/cds-services/{SERVICE_FOR_HOOK[body['hook']]}", json=body)
@@ -88,7 +76,7 @@ def test_guideline_links_are_chosen_by_role_not_position(
     tmp_path: Path, client: FlaskClient
 ) -> None:
     """The information cards name the sources their role says, whatever the file's order."""
-    reordered = _mappings_with(tmp_path, lambda doc: doc["links"].reverse())
+    reordered = mappings_with(tmp_path, "acr-variant-10.json", lambda doc: doc["links"].reverse())
     other = create_app({"today": TODAY, "mappings_dir": str(reordered)}).test_client()
     for name in ("tumor-marker-cea", "new-bone-pain-pet-ct"):
         [card] = _cards(client, name)
@@ -101,6 +89,6 @@ def test_guideline_links_are_chosen_by_role_not_position(
 
 
 def test_a_guideline_file_without_a_link_role_stops_start_up(tmp_path: Path) -> None:
-    folder = _mappings_with(tmp_path, lambda doc: doc["links"].pop())
+    folder = mappings_with(tmp_path, "acr-variant-10.json", lambda doc: doc["links"].pop())
     with pytest.raises(MappingError, match="one link per role"):
         load_dir(folder, REQUIRED_CONCEPTS)

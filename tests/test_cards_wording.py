@@ -8,7 +8,6 @@ import copy
 import html
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,8 @@ from cds_service.errors import MappingError
 from cds_service.mappings import load_dir
 from cds_service.rules import REQUIRED_CONCEPTS
 
-from .card_requests import request_of, without_mammograms
-from .conftest import CASES_DOC, MAPPINGS, SERVICE_FOR_HOOK, TODAY, case_request, load_json
+from .card_requests import mappings_with, request_of, without_mammograms
+from .conftest import CASES_DOC, SERVICE_FOR_HOOK, TODAY, case_request
 
 MAX_WORDS = 120  # a card interrupts ordering: it is read in seconds
 BASE = "https://cds.example.org"
@@ -175,15 +174,6 @@ def test_info_cards_link_their_guidance_page(client: FlaskClient) -> None:
 # --- the wording file is checked at start-up --------------------------------------------------
 
 
-def _edited(tmp_path: Path, edit: Any) -> Path:
-    folder = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, folder)
-    doc = load_json(folder / "wording.json")
-    edit(doc)
-    (folder / "wording.json").write_text(json.dumps(doc), encoding="utf-8")
-    return folder
-
-
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -196,7 +186,7 @@ def _edited(tmp_path: Path, edit: Any) -> Path:
 )
 def test_bad_wording_stops_start_up(tmp_path: Path, edit: Any, message: str) -> None:
     with pytest.raises(MappingError, match=message):
-        load_dir(_edited(tmp_path, edit), REQUIRED_CONCEPTS)
+        load_dir(mappings_with(tmp_path, "wording.json", edit), REQUIRED_CONCEPTS)
 
 
 def test_every_card_phrase_comes_from_the_wording_file(tmp_path: Path) -> None:
@@ -209,7 +199,9 @@ def test_every_card_phrase_comes_from_the_wording_file(tmp_path: Path) -> None:
         card["rating_action"] = "EDITED {rating}: {order}"
         card["mammogram_order"]["text"] = "EDITED-ORDER"
 
-    app = create_app({"today": TODAY, "mappings_dir": str(_edited(tmp_path, reword))})
+    app = create_app(
+        {"today": TODAY, "mappings_dir": str(mappings_with(tmp_path, "wording.json", reword))}
+    )
     client = app.test_client()
     seed = client.post(
         SERVICE + "order-select", json=without_mammograms(request_of("seed-pet-ct")), base_url=BASE
