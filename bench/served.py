@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.cards import EXTENSION_KEY
+from cds_service.cards import CARD_EXTENSION_KEY
 
 from .inprocess import TODAY, percentile
 from .records import MARKER, REPO, SERVICE_ID, RequestSet
@@ -275,7 +275,9 @@ def probe(server: Server, body: bytes) -> dict[str, Any]:
 
 def _decided(card: Any) -> str:
     ours = (
-        ((card.get("extension") or {}).get(EXTENSION_KEY) or {}) if isinstance(card, dict) else {}
+        ((card.get("extension") or {}).get(CARD_EXTENSION_KEY) or {})
+        if isinstance(card, dict)
+        else {}
     )
     indicator = card.get("indicator") if isinstance(card, dict) else None
     return f"{ours.get('study')}:{indicator}"

@@ -273,64 +273,6 @@ def test_selection_naming_nothing_is_a_400(client: FlaskClient, selection: str) 
     assert response.get_json()["issue"][0]["expression"] == ["context.selections[1]"]
 
 
-# --- 4. ratings only where the criteria speak --------------------------------------------
-
-
-def test_no_rating_on_a_mammogram_for_a_breast_cancer_patient(client: FlaskClient) -> None:
-    """The sandbox's PAMA screen (cds-hooks/sandbox @3b7e255, captured in
-    sandbox-captured-order-select-ServiceRequest-mammography-breast-cancer.json): a
-    mammography order (LOINC 24606-6) for a breast-cancer patient. Variant 10 does not rate
-    mammography: no system action (it used to be rated no-criteria-apply, with auc-applied)."""
-    body = load_json(
-        external(
-            "requests/sandbox-captured-order-select-ServiceRequest-mammography-breast-cancer.json"
-        )
-    )
-    response = client.post(SELECT, json=body)
-    assert response.status_code == 200
-    assert "systemActions" not in response.get_json()
-    assert "extension" not in response.get_json()
-
-
-def test_rating_only_on_the_orders_the_criteria_rate(client: FlaskClient) -> None:
-    """Argonaut PAMA scenario 01 (argonautproject/cds-hooks-for-pama @36a3db1): a lumbar MRI
-    for low back pain. Not a study the breast-cancer topic rates: no system action at all."""
-    body = load_json(external("requests/argonaut-pama-scenario-01-outbound-request.json"))
-    response = client.post(SELECT, json=body)
-    assert response.status_code == 200
-    assert "systemActions" not in response.get_json()
-
-
-def test_warning_rating_carries_auc_applied(client: FlaskClient) -> None:
-    body = client.post(SELECT, json=seed()).get_json()
-    [action] = body["systemActions"]
-    urls = {e["url"]: e for e in action["resource"]["extension"]}
-    assert urls[PAMA + "pama-rating"]["valueCodeableConcept"]["coding"][0]["code"] == (
-        "not-appropriate"
-    )
-    assert PAMA + "pama-rating-auc-applied" in urls
-
-
-def test_no_criteria_apply_has_no_auc_applied(client: FlaskClient) -> None:
-    """A survivor whose order is a work-up: rated no-criteria-apply, no auc-applied."""
-    body = seed()
-    order = body["context"]["draftOrders"]["entry"][0]["resource"]
-    order["priority"] = "stat"  # urgent: not routine surveillance
-    answer = client.post(SELECT, json=body).get_json()
-    assert answer["cards"] == []
-    [action] = answer["systemActions"]
-    urls = {e["url"] for e in action["resource"]["extension"]}
-    assert ratings(answer) == {"ServiceRequest/seed-pet-ct-order-1": "no-criteria-apply"}
-    assert PAMA + "pama-rating-auc-applied" not in urls
-
-
-def test_no_rating_for_a_patient_without_invasive_breast_cancer(client: FlaskClient) -> None:
-    body = seed()
-    body["prefetch"]["conditions"] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-    answer = client.post(SELECT, json=body).get_json()
-    assert answer == {"cards": []}
-
-
 # --- 5. repeat suppression (SQLite and PostgreSQL) ---------------------------------------
 
 
@@ -526,18 +468,6 @@ def test_user_as_practitioner_role(client: FlaskClient) -> None:
     body["context"]["userId"] = "PractitionerRole/123"
     response = client.post(SELECT, json=body)
     assert response.status_code == 200 and len(response.get_json()["cards"]) == 1
-
-
-def test_draft_order_without_id_says_no_removal_is_offered(client: FlaskClient) -> None:
-    body = as_sign(seed())
-    del body["context"]["draftOrders"]["entry"][0]["resource"]["id"]
-    response = client.post(SIGN, json=body)
-    assert response.status_code == 200
-    [card] = response.get_json()["cards"]
-    assert "without an id" in card["detail"]
-    assert "suggestions" not in card or all(
-        a["type"] != "delete" for s in card["suggestions"] for a in s.get("actions", [])
-    )
 
 
 def test_draft_orders_bundle_without_type(client: FlaskClient) -> None:

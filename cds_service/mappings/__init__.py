@@ -9,7 +9,7 @@ sits with what it builds; a leading underscore marks a name internal to the pack
 """
 
 from .codes import CodeMap
-from .guideline import StudyInfo
+from .guideline import LinkRole, StudyInfo
 from .loader import Knowledge, load_dir
 from .patterns import LINEAR_TIME
 from .schema import USABLE, USABLE_STRICT
@@ -25,6 +25,7 @@ __all__ = [
     "CardWording",
     "CodeMap",
     "Knowledge",
+    "LinkRole",
     "StudyInfo",
     "TextMatcher",
     "WordMatcher",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from ..errors import MappingError
 from .schema import _fail, _read_json, _Strict
@@ -40,7 +40,11 @@ class SymptomTarget(_Strict):
     advice: str
 
 
+LinkRole = Literal["acr-criteria", "asco-follow-up", "choosing-wisely"]
+
+
 class LinkDef(_Strict):
+    role: LinkRole  # which source it is: the cards choose their links by role
     label: str
     url: str
 
@@ -59,6 +63,17 @@ class GuidelineFile(_Strict):
     counselling: tuple[str, ...]
     tumor_markers: TumorMarkerInfo
     description: str | None = None
+
+    @field_validator("links")
+    @classmethod
+    def _one_link_per_role(cls, links: tuple[LinkDef, ...]) -> tuple[LinkDef, ...]:
+        roles = [link.role for link in links]
+        if sorted(roles) != sorted(get_args(LinkRole)):
+            raise ValueError(f"expected one link per role {list(get_args(LinkRole))}")
+        return links
+
+    def link(self, role: LinkRole) -> LinkDef:
+        return next(link for link in self.links if link.role == role)
 
 
 def _load_guideline(path: Path, concepts: Mapping[str, Any]) -> GuidelineFile:

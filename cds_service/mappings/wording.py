@@ -13,15 +13,31 @@ from .guideline import GuidelineFile
 from .schema import _fail, _read_json, _Strict
 
 
+class CodingDef(_Strict):
+    system: str
+    code: str
+    display: str
+
+
+class OrderWording(_Strict):
+    """A draft order the cards offer: its codes and the words it is shown with."""
+
+    coding: tuple[CodingDef, ...] = Field(min_length=1)
+    text: str
+
+
 class CardWording(_Strict):
-    """The cards' fixed phrases; ``{name}`` placeholders are filled in by ``cards.py``."""
+    """The cards' words, markdown included; ``{name}`` placeholders are filled in by
+    ``cds_service/cards/``."""
 
     warning_summary: str
-    rating: str
+    headline: str
     radiation: str
+    radiation_with_dose: str
+    why: str
     why_short: dict[str, str]  # study -> the card's one line of why
     instead: str
-    this_patient_none: str
+    this_patient: str
     more_records: str
     order_reason: str
     order_reason_coded: str
@@ -30,19 +46,26 @@ class CardWording(_Strict):
     no_id: str  # a draft order without an id: no delete action can name it
     changes: str
     more_link: str
+    source_label: str
     remove_label: str
     mammogram_label: str
     remove_action: str
     mammogram_action: str
+    mammogram_order: OrderWording
     targeted_summary: str
     targeted_summary_untargeted: str
+    targeted_unnamed_symptom: str
     targeted_intro: str
     targeted_more_link: str
     tumor_marker_summary: str
+    tumor_marker_unnamed: str
     tumor_marker_lead: str
     tumor_marker_why: str
+    tumor_marker_this_patient: str
+    tumor_marker_source_label: str
     tumor_marker_more_link: str
     handout_link: str
+    rating_action: str  # the description of the rating written onto the order
 
 
 class GuidancePage(_Strict):
@@ -78,17 +101,26 @@ class WordingFile(_Strict):
     description: str | None = None
 
 
-# The placeholders each card phrase may use (cards.py fills them in).
+# The placeholders each card phrase may use (cds_service/cards/ fills them in).
 _PLACEHOLDERS = {
     "warning_summary": {"study"},
+    "headline": {"study", "rating", "radiation"},
+    "radiation": {"level"},
+    "radiation_with_dose": {"level", "dose"},
+    "why": {"why"},
+    "this_patient": {"records"},
     "more_records": {"count"},
     "order_reason": {"reason"},
     "long_standing": {"records"},
+    "source_label": {"variant"},
     "remove_label": {"study"},
     "remove_action": {"order"},
     "targeted_summary": {"label", "targeted", "study"},
     "targeted_summary_untargeted": {"label", "study"},
     "tumor_marker_summary": {"order"},
+    "tumor_marker_lead": {"order"},
+    "tumor_marker_this_patient": {"records"},
+    "rating_action": {"rating", "order"},
 }
 
 
