@@ -26,20 +26,24 @@ from .hooks import (
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
 NOT_BLANK = r"\S"  # a string that is not only blanks
-
-
-def _text(max_length: int | None = None, **schema: Any) -> Any:
-    """A non-blank string, at most ``max_length`` characters."""
-    return Annotated[
-        str, Meta(min_length=1, max_length=max_length, pattern=NOT_BLANK, extra_json_schema=schema)
-    ]
+Text = Annotated[str, Meta(min_length=1, pattern=NOT_BLANK)]
+Url = Annotated[str, Meta(min_length=1, pattern=NOT_BLANK, extra_json_schema={"format": "uri"})]
+SELECTION = "a draft order: Type/id, the entry's fullUrl, or [base]/Type/id"
+Selection = Annotated[str, Meta(min_length=1, pattern=NOT_BLANK, description=SELECTION)]
+HookInstance = Annotated[str, Meta(min_length=1, max_length=MAX_HOOK_INSTANCE, pattern=NOT_BLANK)]
+CardUuid = Annotated[str, Meta(min_length=1, max_length=MAX_CARD_UUID, pattern=NOT_BLANK)]
+SuggestionId = Annotated[str, Meta(min_length=1, max_length=MAX_SUGGESTION_ID, pattern=NOT_BLANK)]
+Code = Annotated[str, Meta(min_length=1, max_length=MAX_OVERRIDE_CODE, pattern=NOT_BLANK)]
+System = Annotated[str, Meta(min_length=1, max_length=MAX_OVERRIDE_SYSTEM, pattern=NOT_BLANK)]
+Display = Annotated[str, Meta(min_length=1, max_length=MAX_OVERRIDE_DISPLAY, pattern=NOT_BLANK)]
+Comment = Annotated[str, Meta(max_length=MAX_USER_COMMENT)]
 
 
 class Resource(Struct):
     """Any FHIR resource: its type, and its id when it has one; the rest is read later."""
 
-    resourceType: _text()  # type: ignore[valid-type]
-    id: _text() | None = None  # type: ignore[valid-type]
+    resourceType: Text
+    id: Text | None = None
 
 
 class BundleEntry(Struct):
@@ -55,59 +59,55 @@ class Bundle(Struct):
 
 
 class FhirAuthorization(Struct):
-    access_token: _text()  # type: ignore[valid-type]
+    """The EHR's token for its FHIR server (requires fhirServer). Only the token is read; the
+    other members CDS Hooks 2.0 defines (expires_in, scope, subject, patient) are accepted."""
+
+    access_token: Text
     token_type: str | None = None
-    expires_in: int | None = None
-    scope: str | None = None
-    subject: str | None = None
-    patient: str | None = None
-
-
-SELECTION = "a draft order: Type/id, the entry's fullUrl, or [base]/Type/id"
 
 
 class Context(Struct):
-    patientId: _text()  # type: ignore[valid-type]
+    patientId: Text
     draftOrders: Bundle
-    userId: _text() | None = None  # type: ignore[valid-type]
-    encounterId: _text() | None = None  # type: ignore[valid-type]
+    userId: Text | None = None
+    encounterId: Text | None = None
     # Required (non-empty) for order-select; one naming no draft order is a 400.
-    selections: Annotated[list[_text(description=SELECTION)], Meta(min_length=1)] | None = None  # type: ignore[valid-type]
+    selections: Annotated[list[Selection], Meta(min_length=1)] | None = None
 
 
 class CdsRequest(Struct):
     """A CDS Hooks 2.0 call of order-select or order-sign."""
 
     hook: Literal["order-select", "order-sign"]
-    hookInstance: _text(MAX_HOOK_INSTANCE)  # type: ignore[valid-type]
+    hookInstance: HookInstance
     context: Context
     # An absolute http(s) URL without userinfo or backslashes; required with fhirAuthorization.
-    fhirServer: _text(format="uri") | None = None  # type: ignore[valid-type]
+    fhirServer: Url | None = None
     fhirAuthorization: FhirAuthorization | None = None
     prefetch: dict[str, Resource | None] | None = None
     extension: dict[str, Any] | None = None
 
 
 class AcceptedSuggestion(Struct):
-    id: _text(MAX_SUGGESTION_ID)  # type: ignore[valid-type]
+    id: SuggestionId
 
 
 class OverrideCoding(Struct):
-    code: _text(MAX_OVERRIDE_CODE) | None = None  # type: ignore[valid-type]
-    system: _text(MAX_OVERRIDE_SYSTEM) | None = None  # type: ignore[valid-type]
-    display: _text(MAX_OVERRIDE_DISPLAY) | None = None  # type: ignore[valid-type]
+    code: Code | None = None
+    system: System | None = None
+    display: Display | None = None
 
 
 class OverrideReason(Struct):
     reason: OverrideCoding | None = None
-    userComment: Annotated[str, Meta(max_length=MAX_USER_COMMENT)] | None = None
+    userComment: Comment | None = None
 
 
 class FeedbackItem(Struct):
     """One card's outcome; what a known client leaves out is recorded as missing."""
 
     outcome: Literal["accepted", "overridden"]
-    card: _text(MAX_CARD_UUID) | None = None  # type: ignore[valid-type]
+    card: CardUuid | None = None
     outcomeTimestamp: str | None = None
     acceptedSuggestions: list[AcceptedSuggestion] | None = None
     overrideReason: OverrideReason | None = None
