@@ -193,7 +193,7 @@ def inprocess_table(results: Sequence[dict[str, Any]], mode: str) -> str:
         "pure p99",
         "client/floor",
         "pure/floor",
-        "stages parse/req/facts/rules/cards",
+        "stages parse/record/facts/rules/cards",
     ]
     return table(headers, rows)
 
