@@ -1,8 +1,8 @@
 """The shell ceiling: the service's own app with its pipeline answered from memory.
 
 ``create_app()`` builds the real app (``cds_service:create_app()``: its request hooks, JWT
-check, headers, store and logging) and runs the real pipeline (``api.decide``) once on the
-seed request; from then on ``api.decide`` hands back that decision with fresh card uuids
+check, headers, store and logging) and runs the real pipeline (``pipeline.decide``) once on the
+seed request; from then on ``pipeline.decide`` hands back that decision with fresh card uuids
 (consult and suggestion ids repeat: no audit column holding them is unique), so every call
 still goes through the view's HTTP shell: reading and checking the request, the audit row,
 the JSON log line and the response. What this app serves per second is the most the service
@@ -19,21 +19,22 @@ from typing import Any
 
 from flask import Flask
 
-from cds_service import api
 from cds_service import create_app as create_service_app
+from cds_service import pipeline
 from cds_service.cards import new_uuid
 from cds_service.hooks import CdsRequest, decode_request, parse_request
 from cds_service.policy import ClientOptions, parse_client_options
 from cds_service.services import Service
-from cds_service.state import State, get_state
+from cds_service.state import APP_STATE_KEY
 
 from .records import SERVICE_ID, seed_set
 
 PATH = f"/cds-services/{SERVICE_ID}"
-REAL_DECIDE = api.decide  # the pipeline, kept before any create_app() here replaces it
+BASE_URL = "http://localhost"  # what the test client's request would have given
+REAL_DECIDE = pipeline.decide  # the pipeline, kept before any create_app() here replaces it
 
 
-def fresh(decision: api.Decision) -> api.Decision:
+def fresh(decision: pipeline.Decision) -> pipeline.Decision:
     """The same decision with new card uuids: the audit stores each card once."""
     renamed: dict[int, dict[str, Any]] = {
         id(card): {**card, "uuid": new_uuid()} for card in decision.advice.cards
@@ -50,18 +51,28 @@ def fresh(decision: api.Decision) -> api.Decision:
 def create_app() -> Flask:
     app = create_service_app()
     body = seed_set().bodies[0]
-    with app.test_request_context(PATH, method="POST", data=body):
-        state = get_state()
-        service = state.services[SERVICE_ID]
-        req = parse_request(decode_request(body), service.hook)
-        decided = REAL_DECIDE(req, service, state, parse_client_options(req.extension))
+    state = app.extensions[APP_STATE_KEY]
+    service = state.services[SERVICE_ID]
+    req = parse_request(decode_request(body), service.hook)
+    decided = REAL_DECIDE(
+        req,
+        service,
+        parse_client_options(req.extension),
+        knowledge=state.knowledge,
+        store=state.store,
+        fhir=state.fhir_access(),
+        base_url=BASE_URL,
+        today=state.today(),
+        windows=state.windows,
+        site=state.site,
+    )
     if not decided.cards:
         raise RuntimeError("the seed request gave no card: the ceiling would not be comparable")
 
     def remembered(
-        req: CdsRequest, service: Service, state: State, client_options: ClientOptions
-    ) -> api.Decision:
+        req: CdsRequest, service: Service, client_options: ClientOptions, **inputs: Any
+    ) -> pipeline.Decision:
         return fresh(decided)
 
-    api.decide = remembered  # this process serves nothing else
+    pipeline.decide = remembered  # this process serves nothing else
     return app

@@ -7,16 +7,15 @@
 * client: ``create_app({"today": "2026-11-25"}).test_client().post(...)``: the whole view, with
   Werkzeug's request/response machinery and the per-request log line (sent to /dev/null).
 * pure: the view's pipeline without Flask, from the bytes: decode_request, parse_request,
-  parse_orders, the prefetch's resources (what gather() returns when every key is prefetched),
-  fhir.build_facts, rules.evaluate, the cards, and orjson.dumps of the response. Its stages
-  (parse, request, facts, rules, cards) are timed separately.
+  ``pipeline.decide`` (the service's own flow: orders, record, facts, rules and policy, cards)
+  and orjson.dumps of the response. Its stages (parse, record, facts, rules, cards) are timed
+  separately, through decide's ``lap``.
 """
 
 from __future__ import annotations
 
 import atexit
 import cProfile
-import inspect
 import io
 import itertools
 import json
@@ -29,20 +28,16 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from functools import partial
 from typing import Any
 
 import orjson
 
-from cds_service import cards as cards_module
 from cds_service import create_app
-from cds_service import fhir as fhir_module
-from cds_service import hooks as hooks_module
-from cds_service.fhir import build_facts, bundle_resources, find_draft, parse_orders
-from cds_service.hooks import parse_request, response_body
-from cds_service.rules import evaluate, judge_without_record, needs_record
-from cds_service.state import EXTENSION_KEY
+from cds_service.hooks import decode_request, parse_request, response_body
+from cds_service.pipeline import decide
+from cds_service.policy import parse_client_options
+from cds_service.state import APP_STATE_KEY
 
 from . import floor_app
 from .records import SERVICE_ID, RequestSet
@@ -50,7 +45,7 @@ from .records import SERVICE_ID, RequestSet
 TODAY = "2026-11-25"
 PATH = f"/cds-services/{SERVICE_ID}"
 BASE_URL = "http://localhost"
-STAGES = ("parse", "request", "facts", "rules", "cards")
+STAGES = ("parse", "record", "facts", "rules", "cards")
 
 
 _DEVNULL = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
@@ -156,82 +151,43 @@ def measure(
 
 
 class Pipeline:
-    """The service's view function, minus Flask: mirrors ``api.call_service``.
-
-    Kept in step with api.py by feature detection (evaluate's ``drafts``, build_advice vs
-    build_cards); ``check`` compares its answer with the test client's so a drift is reported.
-    """
+    """The service's view function minus Flask: ``pipeline.decide`` between the request's
+    bytes and the response's, with the test client's inputs (base URL http://localhost);
+    ``check`` compares its answer with the test client's."""
 
     def __init__(self, app: Any) -> None:
-        self.state = app.extensions[EXTENSION_KEY]
+        self.state = app.extensions[APP_STATE_KEY]
         self.service = self.state.services[SERVICE_ID]
-        self.knowledge = self.state.knowledge
-        self.today = self.state.settings.today or date.today()
-        self.evaluate_takes_drafts = "drafts" in inspect.signature(evaluate).parameters
-        # What the view parses a body with (a large body: shapes first, resources kept raw).
-        self.decode = getattr(hooks_module, "decode_request", orjson.loads)
         self.stages: dict[str, list[float]] = {s: [] for s in STAGES}
         self.last_facts: Any = None
 
-    def _cards(self, findings: Any, req: Any, orders: Any) -> tuple[list[Any], list[Any]]:
-        if hasattr(cards_module, "build_advice"):
-            where = cards_module.Presentation(
-                base_url=BASE_URL,
-                patient_id=req.patient_id,
-                drafts={
-                    o.reference: d
-                    for o in orders
-                    if (d := find_draft(req.draft_orders, o.reference))
-                },
-                encounter_id=req.encounter_id,
-            )
-            advice = cards_module.build_advice(findings, self.knowledge, where)
-            return advice.cards, advice.system_actions
-        return cards_module.build_cards(findings, self.knowledge), []  # type: ignore[attr-defined]
-
-    @staticmethod
-    def _resources(value: Any) -> list[Any]:
-        """What gather() keeps of a prefetch value (parsed, or read for shape first)."""
-        received = getattr(fhir_module, "Received", None)
-        if received is not None and isinstance(value, received):
-            return [] if value.error else list(value.items)
-        return list(bundle_resources(value)) if value else []
-
     def __call__(self, data: bytes, record_stages: bool = True) -> bytes:
         clock = time.perf_counter
-        t0 = clock()
-        body = self.decode(data)
-        t1 = clock()
-        knowledge = self.knowledge
+        marks = [clock()]
+        body = decode_request(data)
+        marks.append(clock())
+        state = self.state
         req = parse_request(body, self.service.hook)
-        drafts = parse_orders(req.draft_orders, None, knowledge.codes)
-        selected = set(req.selections) if req.selections is not None else None
-        orders = [o for o in drafts if selected is None or o.reference in selected]
-        if any(needs_record(order, knowledge) for order in orders):
-            # gather() with every key prefetched and no fhirServer: the prefetch's resources.
-            resources = {
-                key: self._resources(req.prefetch[key])
-                for key in self.service.prefetch
-                if key in req.prefetch
-            }
-            t2 = clock()
-            facts = build_facts(resources, knowledge)
-            self.last_facts = facts
-            t3 = clock()
-            extra = (drafts,) if self.evaluate_takes_drafts else ()
-            findings = evaluate(facts, orders, knowledge, self.today, self.state.windows, *extra)
-        else:
-            t2 = t3 = clock()
-            findings = judge_without_record(orders, knowledge)
-        t4 = clock()
-        cards, actions = self._cards(findings, req, orders)
-        out = orjson.dumps(response_body(cards, actions))
-        t5 = clock()
+        decision = decide(
+            req,
+            self.service,
+            parse_client_options(req.extension),
+            knowledge=state.knowledge,
+            store=state.store,
+            fhir=state.fhir_access(),
+            base_url=BASE_URL,
+            today=state.today(),
+            windows=state.windows,
+            site=state.site,
+            lap=(lambda _stage: marks.append(clock())) if record_stages else None,
+        )
+        out = orjson.dumps(response_body(decision.cards, decision.actions))
+        self.last_facts = decision.facts
         if record_stages:
-            for name, value in zip(
-                STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True
-            ):
-                self.stages[name].append(value)
+            # parse | orders and record | facts | rules and policy | cards and the response
+            marks[-1] = clock()
+            for name, start, end in zip(STAGES, marks, marks[1:], strict=True):
+                self.stages[name].append(end - start)
         return out
 
 

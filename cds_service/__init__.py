@@ -24,7 +24,7 @@ from .fhir_client import fhir_pool
 from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows
 from .services import load_services
-from .state import EXTENSION_KEY, State
+from .state import APP_STATE_KEY, State
 from .store import Store, audit_key, default_url, upgrade
 
 __all__ = ["create_app"]
@@ -112,20 +112,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["CDS_CORS_ORIGINS"] = origins
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION_KEY] = State(
+    app.extensions[APP_STATE_KEY] = State(
         settings=settings,
         knowledge=knowledge,
         services=services,
         discovery={"services": [s.discovery_entry() for s in services.values()]},
         site=site,
         store=store,
-        windows=Windows(
-            symptom_new=site.symptom_new_days or settings.symptom_new_days,
-            symptom_persistent=site.symptom_persistent_days or settings.symptom_persistent_days,
-            lab=site.lab_window_days or settings.lab_window_days,
-            new_diagnosis=site.new_diagnosis_days or settings.new_diagnosis_days,
-            active_treatment=site.active_treatment_days or settings.active_treatment_days,
-        ),
+        windows=site.over(settings.over(Windows())),
         http=fhir_pool(),
         verifier=verifier,
         executor=ThreadPoolExecutor(max_workers=16, thread_name_prefix="fhir"),

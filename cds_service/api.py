@@ -1,12 +1,10 @@
-"""HTTP: discovery and the hook endpoints. Parses, calls the pipeline, answers JSON."""
+"""HTTP routes: discovery, the hook calls and feedback, CORS and client authentication, pages."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,8 @@ import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
 
-from . import metrics
-from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH, Advice, Presentation, build_advice
+from . import metrics, pipeline
+from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH
 from .errors import (
     CdsServiceError,
     InvalidRequest,
@@ -23,34 +21,10 @@ from .errors import (
     ServiceUnavailable,
     UnknownService,
 )
-from .facts import OrderFact
-from .fhir import (
-    Sources,
-    build_facts,
-    find_draft,
-    match_selections,
-    parse_orders,
-    validate_cited,
-)
-from .gather import gather, is_partial, refuse_other_patient_orders
-from .hooks import CdsRequest, decode_request, parse_feedback, parse_request, response_body
+from .hooks import decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
-from .policy import (
-    ClientOptions,
-    apply_policy,
-    limit_cards,
-    parse_client_options,
-    suppress_repeats,
-)
-from .rules import (
-    Finding,
-    cited,
-    evaluate,
-    judge_without_record,
-    needs_record,
-)
-from .services import Service
-from .state import State, get_state
+from .policy import parse_client_options
+from .state import get_state
 from .store import StoreUnavailable, VerdictRow, now
 
 bp = Blueprint("cds", __name__)
@@ -104,92 +78,6 @@ def discovery() -> Response:
     return _json(get_state().discovery)
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What the pipeline decided for one call: the orders judged, the findings, the advice
-    built from them, the cards and system actions to send and where the record came from."""
-
-    orders: list[OrderFact]
-    findings: list[Finding]
-    advice: Advice
-    cards: list[dict[str, Any]]
-    actions: list[dict[str, Any]]
-    origin: dict[str, str]
-
-
-def decide(
-    req: CdsRequest, service: Service, state: State, client_options: ClientOptions
-) -> Decision:
-    """The pipeline of one hook call: the orders, the record (prefetch or FHIR reads), the
-    rules, the site's and the client's policy, the cards. ``call_service`` is the HTTP shell
-    around it (bench/ceiling_app.py answers it from memory to measure that shell alone)."""
-    knowledge = state.knowledge
-    drafts = parse_orders(req.draft_orders, None, knowledge.codes)
-    selected = None
-    if req.selections is not None:
-        selected = match_selections(req.draft_orders, req.selections)
-    orders = [o for o in drafts if selected is None or o.reference in selected]
-    today = state.settings.today or date.today()
-    origin: dict[str, str] = {}
-    judged = {order.reference for order in orders if needs_record(order, knowledge)}
-    if judged:
-        refuse_other_patient_orders(req.draft_orders, judged, req.patient_id)
-        resources, origin = gather(
-            req,
-            service,
-            state.http,
-            state.executor,
-            state.settings.fhir_timeout,
-            [state.settings.fhir_server_allowlist, g.get("issuer_fhir_servers", ())],
-            state.settings.allow_insecure_fhir,
-        )
-        sources: Sources = {}
-        facts = build_facts(resources, knowledge, sources)
-        partial = any(is_partial(origin.get(key, "")) for key in service.required)
-        findings = evaluate(facts, orders, knowledge, today, state.windows, drafts, partial)
-        validate_cited(cited(findings), sources)
-    else:
-        findings = judge_without_record(orders, knowledge)
-    snoozed: frozenset[str] = frozenset()
-    if any(f.verdict == "warn" for f in findings):
-        found = state.store.snoozed_studies(req.patient_id, today)
-        if found is not None:
-            snoozed = found
-        else:
-            # The store did not answer in time: the cards go out as if nothing were snoozed
-            # (a repeat warning at worst); ordering never waits for the database.
-            logger.warning(
-                "snooze unknown: store unavailable",
-                extra={"fields": {"event": "snooze-unknown", "hookInstance": req.hook_instance}},
-            )
-    findings = apply_policy(findings, state.site, client_options, snoozed)
-    findings = _suppress_repeats(req, state, findings)
-    where = Presentation(
-        base_url=public_base_url(),
-        patient_id=req.patient_id,
-        drafts={o.reference: d for o in orders if (d := find_draft(req.draft_orders, o.reference))},
-        encounter_id=req.encounter_id,
-        snooze_months=state.site.snooze_months,
-        suggestions=client_options.suggestions,
-    )
-    advice = build_advice(findings, knowledge, where)
-    cards = limit_cards(advice.cards, state.site, client_options)
-    actions = advice.system_actions if client_options.system_actions else []
-    return Decision(orders, findings, advice, cards, actions, origin)
-
-
-def _suppress_repeats(req: CdsRequest, state: State, findings: list[Finding]) -> list[Finding]:
-    """order-sign only, when the site has a repeat window and is not in silent mode."""
-    minutes = state.site.repeat_window_minutes
-    if req.hook != "order-sign" or not minutes or state.site.silent:
-        return findings
-    warned = [f.order.reference for f in findings if f.verdict == "warn"]
-    if not warned:
-        return findings
-    since = now() - timedelta(minutes=minutes)
-    return suppress_repeats(findings, state.store.warned_at_select(req.patient_id, warned, since))
-
-
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     started = time.perf_counter()
@@ -199,7 +87,18 @@ def call_service(service_id: str) -> Response:
         raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
     req = parse_request(_body(decode_request), service.hook)
     g.hook_instance = req.hook_instance
-    decision = decide(req, service, state, parse_client_options(req.extension))
+    decision = pipeline.decide(
+        req,
+        service,
+        parse_client_options(req.extension),
+        knowledge=state.knowledge,
+        store=state.store,
+        fhir=state.fhir_access(g.get("issuer_fhir_servers", ())),
+        base_url=public_base_url(),
+        today=state.today(),
+        windows=state.windows,
+        site=state.site,
+    )
     g.decision = decision  # for `cds-service evaluate --explain` (the test client keeps g)
     findings, advice, cards, origin = (
         decision.findings,

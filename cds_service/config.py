@@ -1,18 +1,18 @@
-"""Settings: defaults, then ``CDS_``-prefixed environment variables, then explicit overrides."""
+"""Settings (``CDS_*`` environment variables, then explicit overrides) and the site file."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import first_problem
+from .rules import Windows
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -25,129 +25,124 @@ def default_mappings_dir() -> Path:
     return PACKAGE_DIR / "_mappings"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service reads from its environment, read once at start-up."""
-
-    mappings_dir: Path
-    # A fixed "today" for replaying recorded requests and for tests; None means the real date.
-    today: date | None = None
-    # Variant 11 windows (days): a symptom is "new" when recorded within symptom_new_days,
-    # "persistent" when still active with onset within symptom_persistent_days.
-    symptom_new_days: int = 90
-    symptom_persistent_days: int = 365
-    lab_window_days: int = 90
-    # Initial work-up: diagnosis within this many days and no completed definitive surgery.
-    new_diagnosis_days: int = 365
-    # Active systemic treatment: chemotherapy given or prescribed within this many days.
-    active_treatment_days: int = 183
-    # The service's external base URL (https://cds.example.org); else taken from each request.
-    public_base_url: str | None = None
-    # The store: SQLite in the instance folder unless a URL is given (postgresql+psycopg://...).
-    database_url: str | None = None
-    instance_dir: Path | None = None
-    audit_key: str | None = None  # HMAC key for patient hashes in the audit
-    auto_migrate: bool = True
-    # False: hook calls are answered but not audited (``cds-service evaluate`` trying a request
-    # file must not count as a call in the pilot's report).
-    audit_calls: bool = True
-    # Site configuration (TOML): silent mode, studies that warn, max cards, snooze periods.
-    config_file: Path | None = None
-    # Client authentication (CDS Hooks JWT): trusted issuers; none means unauthenticated,
-    # which `cds-service serve` allows on loopback addresses only.
-    jwt_issuers_file: Path | None = None
-    jwt_skew: int = 60
-    trust_proxy: bool = False  # honour X-Forwarded-* (behind a reverse proxy you control)
-    cors_origins: tuple[str, ...] | None = None  # None: "*" when unauthenticated, else none
-    max_body_bytes: int = 5 * 1024 * 1024
-    # Overall budget for FHIR queries of one hook call, in seconds.
-    fhir_timeout: float = 2.5
-    # FHIR bases the service may query (prefixes); empty: any http(s) fhirServer.
-    fhir_server_allowlist: tuple[str, ...] = ()
-    # Send the EHR's access token to a plain-http (non-loopback) fhirServer: off, as CDS Hooks
-    # requires TLS for production data; a test site may opt in (logged loudly at start-up).
-    allow_insecure_fhir: bool = False
-    # Bearer token GET /metrics requires; None: /metrics is open (bind or firewall it).
-    metrics_token: str | None = None
-
-
-_ENV_TYPES: dict[str, type] = {
-    "mappings_dir": Path,
-    "today": date,
-    "symptom_new_days": int,
-    "symptom_persistent_days": int,
-    "lab_window_days": int,
-    "new_diagnosis_days": int,
-    "active_treatment_days": int,
-    "public_base_url": str,
-    "database_url": str,
-    "instance_dir": Path,
-    "audit_key": str,
-    "auto_migrate": bool,
-    "audit_calls": bool,
-    "config_file": Path,
-    "jwt_issuers_file": Path,
-    "jwt_skew": int,
-    "trust_proxy": bool,
-    "cors_origins": tuple,
-    "max_body_bytes": int,
-    "fhir_timeout": float,
-    "fhir_server_allowlist": tuple,
-    "allow_insecure_fhir": bool,
-    "metrics_token": str,
-}
-
-
 class SettingsError(ValueError):
     """A configuration value cannot be used; raised at start-up only."""
 
 
-def _convert(name: str, raw: Any) -> Any:
-    kind = _ENV_TYPES[name]
-    if raw is None or (isinstance(raw, kind) and kind is not tuple):
+def _text(raw: Any) -> Any:
+    """An environment value (or a string override) without its surrounding blanks."""
+    return raw.strip() if isinstance(raw, str) else raw
+
+
+def _flag(raw: Any) -> Any:
+    if isinstance(raw, bool):
         return raw
-    text = str(raw).strip()
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("must be true or false")
-        if kind is tuple:
-            items = raw if isinstance(raw, list | tuple) else text.split(",")
-            return tuple(str(item).strip() for item in items if str(item).strip())
-        if kind is date:
-            return date.fromisoformat(text) if text else None
-        if kind is int or kind is float:
-            value = kind(text)
-            if value <= 0:
-                raise ValueError("must be a positive number")
-            return value
-        return kind(text)
-    except ValueError as exc:
-        raise SettingsError(f"CDS_{name.upper()}: {raw!r}: {exc}") from exc
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
 
 
-def load_settings(
-    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
+def _items(raw: Any) -> Any:
+    """A comma-separated list (or a list): its non-blank items, stripped."""
+    items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _day(raw: Any) -> Any:
+    return (raw.strip() or None) if isinstance(raw, str) else raw
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Positive = Annotated[int, BeforeValidator(_text), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_text), Field(gt=0)]
+Folder = Annotated[Path, BeforeValidator(_text)]
+Items = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_items)]
+
+
+class WindowDays(BaseModel):
+    """The look-back windows in days, declared once for the environment (``CDS_*_DAYS``) and
+    the site file; a window not set keeps the rules' default (``rules.Windows``)."""
+
+    # Variant 11: a symptom is "new" when recorded within symptom_new_days, "persistent" when
+    # still active with onset within symptom_persistent_days.
+    symptom_new_days: Positive | None = None
+    symptom_persistent_days: Positive | None = None
+    lab_window_days: Positive | None = None
+    # Initial work-up: diagnosis within this many days and no completed definitive surgery.
+    new_diagnosis_days: Positive | None = None
+    # Active systemic treatment: chemotherapy given or prescribed within this many days.
+    active_treatment_days: Positive | None = None
+
+    def over(self, windows: Windows) -> Windows:
+        """``windows`` with the windows set here in its place."""
+        return Windows(
+            symptom_new=self.symptom_new_days or windows.symptom_new,
+            symptom_persistent=self.symptom_persistent_days or windows.symptom_persistent,
+            lab=self.lab_window_days or windows.lab,
+            new_diagnosis=self.new_diagnosis_days or windows.new_diagnosis,
+            active_treatment=self.active_treatment_days or windows.active_treatment,
+        )
+
+
+class Settings(WindowDays, BaseSettings):
+    """Everything the service reads from its environment (``CDS_<NAME>``), read once at
+    start-up; explicit overrides win over the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CDS_", frozen=True, extra="forbid")
+
+    mappings_dir: Folder = Field(default_factory=default_mappings_dir)
+    # A fixed "today" for replaying recorded requests and for tests; None means the real date.
+    today: Annotated[date | None, BeforeValidator(_day)] = None
+    # The service's external base URL (https://cds.example.org); else taken from each request.
+    public_base_url: str | None = None
+    # The store: SQLite in the instance folder unless a URL is given (postgresql+psycopg://...).
+    database_url: str | None = None
+    instance_dir: Folder | None = None
+    audit_key: str | None = None  # HMAC key for patient hashes in the audit
+    auto_migrate: Flag = True
+    # False: hook calls are answered but not audited (``cds-service evaluate`` trying a request
+    # file must not count as a call in the pilot's report).
+    audit_calls: Flag = True
+    # Site configuration (TOML): silent mode, studies that warn, max cards, snooze periods.
+    config_file: Folder | None = None
+    # Client authentication (CDS Hooks JWT): trusted issuers; none means unauthenticated,
+    # which `cds-service serve` allows on loopback addresses only.
+    jwt_issuers_file: Folder | None = None
+    jwt_skew: Positive = 60
+    trust_proxy: Flag = False  # honour X-Forwarded-* (behind a reverse proxy you control)
+    cors_origins: Items | None = None  # None: "*" when unauthenticated, else none
+    max_body_bytes: Positive = 5 * 1024 * 1024
+    # Overall budget for FHIR queries of one hook call, in seconds.
+    fhir_timeout: Seconds = 2.5
+    # FHIR bases the service may query (prefixes); empty: any http(s) fhirServer.
+    fhir_server_allowlist: Items = ()
+    # Send the EHR's access token to a plain-http (non-loopback) fhirServer: off, as CDS Hooks
+    # requires TLS for production data; a test site may opt in (logged loudly at start-up).
+    allow_insecure_fhir: Flag = False
+    # Bearer token GET /metrics requires; None: /metrics is open (bind or firewall it).
+    metrics_token: str | None = None
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     """Build Settings from ``CDS_<NAME>`` environment variables and ``overrides`` (which win)."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {"mappings_dir": default_mappings_dir()}
-    for field in fields(Settings):
-        key = f"CDS_{field.name.upper()}"
-        if key in env:
-            values[field.name] = _convert(field.name, env[key])
-    for name, raw in (overrides or {}).items():
-        if name not in _ENV_TYPES:
+    for name in overrides or {}:
+        if name not in Settings.model_fields:
             raise SettingsError(f"unknown setting {name!r}")
-        values[name] = _convert(name, raw)
-    return Settings(**values)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"CDS_{name.upper()}: {first['input']!r}: {message}") from exc
 
 
-class SiteConfig(BaseModel):
-    """The site configuration file (``CDS_CONFIG_FILE``, TOML), validated at start-up."""
+class SiteConfig(WindowDays):
+    """The site configuration file (``CDS_CONFIG_FILE``, TOML), validated at start-up; its
+    look-back windows win over the environment's."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -159,11 +154,6 @@ class SiteConfig(BaseModel):
     # for the same draft order and patient within this many minutes is not shown again (its
     # rating still is). 0 turns it off; silent mode never suppresses.
     repeat_window_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
-    symptom_new_days: int | None = Field(default=None, gt=0)
-    symptom_persistent_days: int | None = Field(default=None, gt=0)
-    lab_window_days: int | None = Field(default=None, gt=0)
-    new_diagnosis_days: int | None = Field(default=None, gt=0)
-    active_treatment_days: int | None = Field(default=None, gt=0)
 
 
 def load_site_config(path: Path | None) -> SiteConfig:

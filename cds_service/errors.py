@@ -4,7 +4,6 @@
      ├─ InvalidRequest           400  "invalid"     malformed JSON, request or FHIR resource
      ├─ Unauthorized             401  "login"
      ├─ UnknownService           404  "not-found"
-     ├─ MethodNotAllowed         405  "not-supported"
      ├─ PayloadTooLarge          413  "too-costly"
      ├─ PrefetchUnavailable      412  "processing"  required data neither prefetched nor retrievable
      └─ ServiceUnavailable       503  "transient"   the store did not answer in time (feedback,
@@ -27,9 +26,34 @@ from werkzeug.exceptions import HTTPException
 logger = logging.getLogger("cds_service")
 
 
+# The OperationOutcome issue code of each HTTP status the service answers with.
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    412: "processing",
+    413: "too-costly",
+    415: "not-supported",
+    429: "throttled",
+    503: "transient",
+}
+
+
 class CdsServiceError(Exception):
+    """An error the caller is told about: a status (the class's) and an OperationOutcome."""
+
     status_code = 500
     issue_code = "exception"
+
+    def __init_subclass__(cls, *, status: int | None = None) -> None:
+        """``class X(CdsServiceError, status=400)``: the status and its issue code."""
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+            cls.issue_code = ISSUE_CODES[status]
 
     def __init__(self, diagnostics: str, expression: Sequence[str] = ()) -> None:
         super().__init__(diagnostics)
@@ -40,34 +64,28 @@ class CdsServiceError(Exception):
         return operation_outcome(self.issue_code, self.diagnostics, self.expression)
 
 
-class InvalidRequest(CdsServiceError):
-    status_code = 400
-    issue_code = "invalid"
+class InvalidRequest(CdsServiceError, status=400):
+    """Malformed JSON, request or FHIR resource."""
 
 
-class Unauthorized(CdsServiceError):
-    status_code = 401
-    issue_code = "login"
+class Unauthorized(CdsServiceError, status=401):
+    """No valid client JWT (the caller is told no more)."""
 
 
-class UnknownService(CdsServiceError):
-    status_code = 404
-    issue_code = "not-found"
+class UnknownService(CdsServiceError, status=404):
+    """No CDS service with that id."""
 
 
-class PrefetchUnavailable(CdsServiceError):
-    status_code = 412
-    issue_code = "processing"
+class PrefetchUnavailable(CdsServiceError, status=412):
+    """Required data neither prefetched nor retrievable."""
 
 
-class PayloadTooLarge(CdsServiceError):
-    status_code = 413
-    issue_code = "too-costly"
+class PayloadTooLarge(CdsServiceError, status=413):
+    """The request body is larger than the service accepts."""
 
 
-class ServiceUnavailable(CdsServiceError):
-    status_code = 503
-    issue_code = "transient"
+class ServiceUnavailable(CdsServiceError, status=503):
+    """The store did not answer in time (feedback, the JWT replay check); retry later."""
 
 
 class MappingError(Exception):
@@ -85,21 +103,6 @@ def first_problem(exc: Any) -> tuple[str, str]:
     messages that name the entry at fault."""
     first = exc.errors()[0]
     return ".".join(str(part) for part in first["loc"]), str(first["msg"])
-
-
-_HTTP_ISSUE_CODES = {
-    400: "invalid",
-    401: "login",
-    403: "forbidden",
-    404: "not-found",
-    405: "not-supported",
-    406: "not-supported",
-    412: "processing",
-    413: "too-costly",
-    415: "not-supported",
-    429: "throttled",
-    503: "transient",
-}
 
 
 def operation_outcome(
@@ -135,7 +138,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = _HTTP_ISSUE_CODES.get(status, "exception")
+        code = ISSUE_CODES.get(status, "exception")
         headers: dict[str, str] = {}
         valid_methods = getattr(exc, "valid_methods", None)
         if status == 405 and valid_methods:

@@ -2,7 +2,8 @@
 
 Validation is explicit so that every 400 names the path of the element at fault
 (``context.draftOrders.entry[0].resource``), and tolerant of what real clients send:
-``null`` for optional elements, draftOrders Bundles without ``type``, empty codings.
+``null`` for optional elements, draftOrders Bundles without ``type``, empty codings. The same
+shapes and limits are declared for the OpenAPI description in schemas.py.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def parse_request(body: Any, expected_hook: str) -> CdsRequest:
                 ["context.selections"],
             )
         for index, item in enumerate(raw):
-            # Type/id, a fullUrl (urn:uuid:...) or [base]/Type/id: matched in api.decide.
+            # Type/id, a fullUrl (urn:uuid:...) or [base]/Type/id: matched in pipeline.decide.
             if not isinstance(item, str) or not item.strip():
                 raise InvalidRequest(
                     "each selection must be a 'Type/id' reference into draftOrders",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import urllib3
@@ -12,11 +14,12 @@ from flask import current_app
 from .auth import Verifier
 from .config import Settings, SiteConfig
 from .mappings import Knowledge
+from .pipeline import FhirAccess
 from .rules import Windows
 from .services import Service
 from .store import Store
 
-EXTENSION_KEY = "cds_service"
+APP_STATE_KEY = "cds_service"  # app.extensions[APP_STATE_KEY] holds the State
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,23 @@ class State:
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
     verifier: Verifier | None  # None: unauthenticated (loopback only, see cli.serve)
 
+    def fhir_access(self, issuer_fhir_servers: Sequence[str] = ()) -> FhirAccess:
+        """The pipeline's FHIR reads for one call: the site's allowlist and, for an
+        authenticated client, its issuer's FHIR servers."""
+        settings = self.settings
+        return FhirAccess(
+            self.http,
+            self.executor,
+            settings.fhir_timeout,
+            (settings.fhir_server_allowlist, issuer_fhir_servers),
+            settings.allow_insecure_fhir,
+        )
+
+    def today(self) -> date:
+        """The configured fixed date (replays, tests), else the real one."""
+        return self.settings.today or date.today()
+
 
 def get_state() -> State:
-    state: State = current_app.extensions[EXTENSION_KEY]
+    state: State = current_app.extensions[APP_STATE_KEY]
     return state

@@ -184,23 +184,23 @@ def test_linear_growth_is_judged_only_when_the_costs_grow(
 def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """bench/ceiling_app.py: the service's own app whose ``api.decide`` hands back the seed's
+    """bench/ceiling_app.py: the service's own app whose ``pipeline.decide`` hands back the seed's
     decision. Every call still goes through the view: the seed's card (fresh uuids each time),
     one audit row per call with its verdict, whatever request is sent (the pipeline never
     runs); the real ``decide`` is back after the test."""
     from sqlalchemy import select
 
     from bench import ceiling_app
-    from cds_service import api, create_app
-    from cds_service.state import EXTENSION_KEY
+    from cds_service import create_app, pipeline
+    from cds_service.state import APP_STATE_KEY
     from cds_service.store import Call, Verdict
 
     monkeypatch.setenv("CDS_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("CDS_TODAY", "2026-11-25")
-    monkeypatch.setattr(api, "decide", api.decide)  # restored when the test ends
-    real_decide = api.decide
+    monkeypatch.setattr(pipeline, "decide", pipeline.decide)  # restored when the test ends
+    real_decide = pipeline.decide
     app = ceiling_app.create_app()
-    assert api.decide is not real_decide
+    assert pipeline.decide is not real_decide
     seed = seed_set().bodies[0]
     other = (Path(__file__).parents[1] / "fixtures/requests/new-bone-pain.json").read_bytes()
     client = app.test_client()
@@ -209,7 +209,7 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
         for body in (seed, seed, other)
     ]
 
-    monkeypatch.setattr(api, "decide", real_decide)
+    monkeypatch.setattr(pipeline, "decide", real_decide)
     service = create_app({"instance_dir": str(tmp_path / "real"), "today": "2026-11-25"})
     real = service.test_client().post(ceiling_app.PATH, data=seed, content_type="application/json")
     expected = real.get_json()["cards"]
@@ -220,7 +220,7 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
         assert [card[k] for k in same] == [expected[0][k] for k in same]
         assert answer["systemActions"][0]["type"] == "update"
     assert len({a["cards"][0]["uuid"] for a in answers}) == 3, "a new card uuid every call"
-    store = app.extensions[EXTENSION_KEY].store
+    store = app.extensions[APP_STATE_KEY].store
     store.flush()
     assert store.count(Call) == 3  # deciding once at start-up is not a call
     with store.session() as session:

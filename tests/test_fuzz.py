@@ -105,10 +105,10 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 REQUEST_SCHEMA = to_json_schema(OPENAPI["components"]["schemas"]["CdsRequest"])
 FEEDBACK_SCHEMA = to_json_schema(OPENAPI["components"]["schemas"]["FeedbackRequest"])
-# Generated requests: real-looking draft orders inside the schema's Bundle.
-REQUEST_SCHEMA["properties"]["context"]["properties"]["draftOrders"]["properties"]["entry"][
-    "items"
-]["properties"]["resource"] = {
+# Generated requests: real-looking draft orders inside the schema's Bundle (its entry: an
+# array, or null).
+ENTRIES = REQUEST_SCHEMA["properties"]["context"]["properties"]["draftOrders"]["properties"]
+ENTRIES["entry"]["anyOf"][0]["items"]["properties"]["resource"] = {
     "type": "object",
     "required": ["resourceType"],
     "properties": {
