@@ -56,6 +56,10 @@ class Assessment:
     not_applicable: str = ""  # why there is no scenario at all (no invasive breast cancer, ...)
 
 
+# The verdict on one order (``Finding.verdict``), never the store's table of audited calls:
+# "warn" (Variant 10, Usually Not Appropriate), "info-targeted" (Variant 11: the studies that fit
+# the symptoms), "info-tumor-marker" (a tumour marker in surveillance), "silent" (no card), and
+# "snoozed" (a warning the clinician snoozed: set by policy, never by the rules).
 Verdict = Literal["warn", "info-targeted", "info-tumor-marker", "silent", "snoozed"]
 
 
