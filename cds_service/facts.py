@@ -1,20 +1,29 @@
 """What the rules read: clinical records reduced to concepts, dates and statuses.
 
-Frozen dataclasses with no I/O and no FHIR library types: ``fhir.py`` builds them, ``rules.py``
+Frozen dataclasses with no I/O and no FHIR library types: ``fhir.py`` builds them, ``rules``
 judges them, so the clinical logic is tested without parsing anything.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 
 @dataclass(frozen=True)
-class ConditionFact:
+class RecordFact:
+    """What every clinical record holds: its id, the concepts it names and its label, and for
+    each concept the code or our phrase that named it. ``how`` is keyword-only, so a record's
+    own fields follow ``label`` in the constructor."""
+
     id: str
     concepts: frozenset[str]
     label: str
+    how: tuple[tuple[str, str], ...] = field(default=(), kw_only=True)  # (concept, code or phrase)
+
+
+@dataclass(frozen=True)
+class ConditionFact(RecordFact):
     clinical_status: str | None = None
     verification: str | None = None
     onset: date | None = None
@@ -23,14 +32,10 @@ class ConditionFact:
     stage_concepts: frozenset[str] = frozenset()
     profiles: frozenset[str] = frozenset()
     codes: frozenset[tuple[str, str]] = frozenset()  # (system, code) of Condition.code
-    how: tuple[tuple[str, str], ...] = ()  # (concept, the code or our phrase that named it)
 
 
 @dataclass(frozen=True)
-class ObservationFact:
-    id: str
-    concepts: frozenset[str]
-    label: str
+class ObservationFact(RecordFact):
     status: str | None = None
     effective: date | None = None
     value_concepts: frozenset[str] = frozenset()
@@ -38,28 +43,19 @@ class ObservationFact:
     value_bool: bool | None = None
     reference_high: float | None = None
     interpretation: frozenset[str] = frozenset()
-    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
-class ProcedureFact:
-    id: str
-    concepts: frozenset[str]
-    label: str
+class ProcedureFact(RecordFact):
     status: str | None = None
     performed: date | None = None
-    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
-class MedicationFact:
-    id: str
-    concepts: frozenset[str]
-    label: str
+class MedicationFact(RecordFact):
     status: str | None = None
     authored: date | None = None
     ended: date | None = None
-    how: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

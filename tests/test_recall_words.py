@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from .test_review_regressions import SCT, SELECT, add, condition, order, seed
+from .rules.conftest import SELECT
+from .rules.test_false_warnings import SCT, add, condition, order, seed
 
 LOCAL = "http://hospital.example.org/fhir/CodeSystem/problem-list"
 LOCAL_LAB = "http://hospital.example.org/fhir/CodeSystem/lab"
