@@ -281,7 +281,7 @@ def test_serve_logs_json_and_sums_metrics_over_workers(tmp_path: Path) -> None:
 def test_the_metrics_folder_serve_makes_and_one_given(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cds_service.cli import _metrics_dir
+    from cds_service.cli.serve import _metrics_dir
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setenv("TMPDIR", str(tmp_path))

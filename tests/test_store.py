@@ -24,11 +24,11 @@ from flask import Flask
 from sqlalchemy import create_engine, delete, inspect, select, text
 
 from cds_service import create_app
-from cds_service import store as store_module
 from cds_service.cli import main
 from cds_service.config import SettingsError
 from cds_service.report import build_report
-from cds_service.store import Call, Feedback, Store, Verdict, VerdictRow, upgrade
+from cds_service.store import AuditedVerdict, Call, Feedback, Store, VerdictRow, upgrade
+from cds_service.store import audit as store_audit
 
 from .conformance import ratings
 from .conftest import FIXTURES, TODAY, load_json
@@ -162,7 +162,7 @@ def test_audit_records_every_verdict_without_patient_ids(make_app: MakeApp) -> N
     store = store_of(app)
     with store.session() as s:
         calls = s.execute(select(Call)).scalars().all()
-        verdicts = s.execute(select(Verdict)).scalars().all()
+        verdicts = s.execute(select(AuditedVerdict)).scalars().all()
     assert len(calls) == 2
     assert {(v.study, v.verdict) for v in verdicts} >= {
         ("ct-chest", "warn"),
@@ -204,7 +204,7 @@ def test_audit_names_the_evidence_of_a_silence(make_app: MakeApp) -> None:
     store = store_of(app)
     store.flush()
     with store.session() as s:
-        rows = s.execute(select(Verdict.rule, Verdict.evidence)).all()
+        rows = s.execute(select(AuditedVerdict.rule, AuditedVerdict.evidence)).all()
     assert ("metastatic-disease", "Condition words 'METASTA'") in rows
     coded = [e for rule, e in rows if e and e.startswith("Condition code ")]
     assert coded, rows
@@ -266,7 +266,7 @@ def test_audit_batches_link_each_verdict_to_its_own_call(db_url: str, tmp_path: 
         if generic:
             store._sqlite_calls = None  # SQLAlchemy's INSERT ... RETURNING, row by row
         with store.session() as s:
-            s.execute(delete(Verdict))
+            s.execute(delete(AuditedVerdict))
             s.execute(delete(Call))
         store.write_calls(calls)
         written.append(_audit_rows(store))
@@ -287,7 +287,7 @@ def test_flush_writes_queued_calls_at_once(
 ) -> None:
     """A reader does not wait out the audit thread's batch: flush() wakes it (without that,
     the call below would not be written for an hour)."""
-    monkeypatch.setattr(store_module, "AUDIT_BATCH_SECONDS", 3600.0)
+    monkeypatch.setattr(store_audit, "AUDIT_BATCH_SECONDS", 3600.0)
     app = make_app()
     assert app.test_client().post(SELECT, json=seed("flush-now")).status_code == 200
     store = store_of(app)
@@ -309,7 +309,7 @@ def test_snooze_suppresses_repeat_warnings_for_that_study(make_app: MakeApp) -> 
     # written back is the rules' verdict, not "no-criteria-apply": found in review).
     assert set(ratings(again).values()) == {"not-appropriate"}
     with store_of(app).session() as s:
-        assert "snoozed" in s.execute(select(Verdict.verdict)).scalars().all()
+        assert "snoozed" in s.execute(select(AuditedVerdict.verdict)).scalars().all()
     other = load_json(FIXTURES / "requests" / "ct-chest-loinc-24628-0.json")
     other["context"]["patientId"] = seed()["context"]["patientId"]
     assert [c["indicator"] for c in client.post(SELECT, json=other).get_json()["cards"]] == [
