@@ -25,7 +25,7 @@ from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows
 from .services import load_services
 from .state import APP_STATE_KEY, State
-from .store import Store, audit_key, default_url, upgrade
+from .store import open_store
 
 __all__ = ["create_app"]
 __version__ = "0.1.0"
@@ -83,10 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = load_services()
     app = Flask(__name__)
     instance = Path(settings.instance_dir or app.instance_path)
-    url = settings.database_url or default_url(instance)
-    if settings.auto_migrate:
-        upgrade(url, instance)
-    store = Store(url, audit_key(settings.audit_key, instance))
+    store = open_store(settings, instance, migrate=settings.auto_migrate)
     session = _session()
     verifier = None
     if settings.jwt_issuers_file is not None:

@@ -40,6 +40,21 @@ def case_request(case: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def add_condition(body: dict[str, Any], text: str) -> None:
+    """Adds to the request's prefetch a Condition with no code, only these words (a local
+    problem-list entry), recorded 2026-10-01."""
+    body["prefetch"]["conditions"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Condition",
+                "id": "local-mets",
+                "code": {"text": text},
+                "recordedDate": "2026-10-01",
+            }
+        }
+    )
+
+
 def external(name: str) -> Path:
     """A file of ../shared/external/, or a skip saying why it is absent."""
     path = EXTERNAL / name
@@ -76,7 +91,12 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     )
 
 
-from .databases import db_url, postgres_db, postgres_server  # noqa: E402,F401  (fixtures)
+from .databases import (  # noqa: E402,F401  (fixtures)
+    db_url,
+    make_app,
+    postgres_db,
+    postgres_server,
+)
 
 # --- the JSON log of the whole run must hold no PHI, token or JWT ---------------------------
 
@@ -85,7 +105,12 @@ RUN_LOG = Path(tempfile.mkdtemp(prefix="cds-test-log-")) / "run.jsonl"
 
 def _sentinels() -> set[str]:
     """Patient ids and names of every fixture, and the tokens the tests send."""
-    found = {"SECRET-TOKEN-123", "sentinel-access-token-7f3a"}
+    return {"SECRET-TOKEN-123", "sentinel-access-token-7f3a", *fixture_patient_words()}
+
+
+def fixture_patient_words() -> set[str]:
+    """The ids and names of every fixture patient (none may appear in a log or a page)."""
+    found: set[str] = set()
     for path in (FIXTURES / "patients").glob("*.json"):
         for entry in load_json(path)["entry"]:
             resource = entry["resource"]

@@ -1,4 +1,5 @@
-"""Real databases for the store tests: a SQLite file, and a throwaway PostgreSQL cluster.
+"""Real databases for the store tests: a SQLite file, and a throwaway PostgreSQL cluster; apps
+on each (``make_app``).
 
 PostgreSQL comes from ``CDS_TEST_DATABASE_URL`` (a server ``.ci/run`` started) or, failing that,
 from a cluster this module starts with the machine's ``initdb``/``pg_ctl``; without either the
@@ -15,12 +16,19 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from cds_service import create_app
+
+from .conftest import TODAY
 
 
 def _free_port() -> int:
@@ -93,13 +101,9 @@ def postgres_server() -> Iterator[str]:
         cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
-        return
-    server: str = request.getfixturevalue("postgres_server")
+@contextmanager
+def _fresh_database(server: str) -> Iterator[str]:
+    """The URL of a new, empty database on the PostgreSQL server, dropped afterwards."""
     name = f"cds_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -113,17 +117,39 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    with _fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
 @pytest.fixture()
 def postgres_db(postgres_server: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database (skips, saying why, without PostgreSQL)."""
-    name = f"cds_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
-    try:
+    with _fresh_database(postgres_server) as url:
         yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+
+
+MakeApp = Callable[..., Flask]
+
+
+@pytest.fixture()
+def make_app(db_url: str, tmp_path: Path) -> Iterator[MakeApp]:
+    """Builds apps on a fresh database of each kind (``db_url``), with settings given by
+    keyword; their stores are closed before the database is dropped."""
+    apps: list[Flask] = []
+
+    def make(**extra: Any) -> Flask:
+        app = create_app(
+            {"today": TODAY, "database_url": db_url, "instance_dir": str(tmp_path), **extra}
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["cds_service"].store.close()

@@ -1,4 +1,5 @@
-"""Read the image's recipe and the compose files the way Docker would, for tests without Docker.
+"""Read the image's recipe and the compose files the way Docker would, for tests without Docker;
+start ``cds-service serve`` as a subprocess (``Server``) and talk HTTP to it.
 
 ``Dockerfile`` gives the final stage's ENV, USER (and the uid its ``useradd`` gives that user),
 WORKDIR, EXPOSE, VOLUME, HEALTHCHECK and CMD; ``docker-compose.yml`` is plain YAML. Only the
@@ -9,12 +10,16 @@ else fails the test that reads it rather than being guessed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,14 +135,7 @@ def _decoded(body: bytes) -> Any:
 
 
 def get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, _decoded(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            body = exc.read()
-        return exc.code, _decoded(body)
+    return _exchange(urllib.request.Request(url, headers=headers or {}))
 
 
 def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -145,6 +143,11 @@ def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tup
     request = urllib.request.Request(
         url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
     )
+    return _exchange(request)
+
+
+def _exchange(request: urllib.request.Request) -> tuple[int, Any]:
+    """The status and decoded body of the answer, errors (4xx, 5xx) included."""
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, _decoded(response.read())
@@ -152,3 +155,51 @@ def post_json(url: str, body: Any, headers: dict[str, str] | None = None) -> tup
         with exc:
             body = exc.read()
         return exc.code, _decoded(body)
+
+
+@dataclass
+class Server:
+    """A server process on a free port, in its own session, its output in a log file."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @classmethod
+    def start(
+        cls, command: Callable[[int], list[str]], env: dict[str, str], cwd: Path, logs: Path
+    ) -> Server:
+        """Run ``command(port)`` in ``cwd``; its output goes to ``logs/serve-PORT.log``."""
+        port = free_port()
+        log = logs / f"serve-{port}.log"
+        with open(log, "wb") as sink:
+            proc = subprocess.Popen(
+                command(port),
+                env=env,
+                cwd=cwd,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return cls(proc, port, log)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> str:
+        """SIGTERM (a graceful stop), SIGKILL to the session after 30 s; the output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.output()

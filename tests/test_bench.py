@@ -193,7 +193,7 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
     from bench import ceiling_app
     from cds_service import create_app, pipeline
     from cds_service.state import APP_STATE_KEY
-    from cds_service.store import Call, Verdict
+    from cds_service.store import AuditedVerdict, Call
 
     monkeypatch.setenv("CDS_INSTANCE_DIR", str(tmp_path))
     monkeypatch.setenv("CDS_TODAY", "2026-11-25")
@@ -224,7 +224,7 @@ def test_the_ceiling_app_runs_the_view_shell_with_the_pipeline_answered_from_mem
     store.flush()
     assert store.count(Call) == 3  # deciding once at start-up is not a call
     with store.session() as session:
-        stored = set(session.scalars(select(Verdict.card_uuid)))
+        stored = set(session.scalars(select(AuditedVerdict.card_uuid)))
     assert stored == {a["cards"][0]["uuid"] for a in answers}, "each call audited with its card"
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,15 @@ from sqlalchemy import create_engine, func, select
 from cds_service.store import Call
 
 from .conftest import FIXTURES, ROOT, TODAY
-from .deployment import free_port, get_json, post_json, read_compose, read_dockerfile, wait_for
+from .deployment import (
+    Server,
+    free_port,
+    get_json,
+    post_json,
+    read_compose,
+    read_dockerfile,
+    wait_for,
+)
 
 SEED = FIXTURES / "requests" / "seed-pet-ct.json"
 IMAGE = read_dockerfile()
@@ -150,33 +157,6 @@ def _image_env(installed: Installed, service: dict[str, Any], **changes: str) ->
     return env
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        return self.output()
-
-
 def _with_port(argv: list[str], port: int) -> list[str]:
     """The command with its --port value replaced (tests never use fixed ports)."""
     index = argv.index("--port")
@@ -184,19 +164,25 @@ def _with_port(argv: list[str], port: int) -> list[str]:
     return [*argv[: index + 1], str(port), *argv[index + 2 :]]
 
 
-def _start(installed: Installed, argv: list[str], env: dict[str, str], cwd: Path) -> Running:
-    port = free_port()
-    log = installed.root / f"serve-{port}.log"
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            installed.command(_with_port(argv, port)),
-            env=env,
-            cwd=cwd,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Running(proc, port, log)
+def _start(installed: Installed, argv: list[str], env: dict[str, str], cwd: Path) -> Server:
+    return Server.start(
+        lambda port: installed.command(_with_port(argv, port)), env, cwd, installed.root
+    )
+
+
+def _run(
+    installed: Installed, argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """The installed command run to its end (a server that refuses to start), its output kept."""
+    return subprocess.run(
+        installed.command(argv),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 # --- the image runs -----------------------------------------------------------------------
@@ -270,15 +256,7 @@ def test_the_image_command_refuses_to_serve_unauthenticated(installed: Installed
     volume = installed.scratch("refuse")
     env = _image_env(installed, {}, CDS_INSTANCE_DIR=str(volume))
     port = free_port()
-    result = subprocess.run(
-        installed.command(_with_port(IMAGE.cmd, port)),
-        env=env,
-        cwd=volume,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run(installed, _with_port(IMAGE.cmd, port), env, volume)
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0 without client authentication" in result.stderr
 
@@ -289,15 +267,8 @@ def test_an_unwritable_instance_folder_is_one_clear_line(installed: Installed) -
     locked = installed.root / "root-only"
     locked.mkdir(mode=0o700)
     env = _image_env(installed, {}, CDS_INSTANCE_DIR=str(locked / "instance"))
-    result = subprocess.run(
-        installed.command([*_with_port(IMAGE.cmd, free_port()), "--allow-unauthenticated"]),
-        env=env,
-        cwd=installed.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = [*_with_port(IMAGE.cmd, free_port()), "--allow-unauthenticated"]
+    result = _run(installed, argv, env, installed.root)
     assert result.returncode == 2
     assert "set CDS_INSTANCE_DIR to a folder this user can write" in result.stderr
     assert "Traceback" not in result.stderr

@@ -9,8 +9,6 @@ sent to both is stored once, and a snooze set through one silences the other.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -24,9 +22,9 @@ from sqlalchemy import create_engine, func, select
 from cds_service.store import Base, Call, Feedback, FeedbackItem, Snooze, Store
 
 from .conftest import FIXTURES, TODAY
-from .deployment import free_port, get_json, post_json, wait_for
+from .deployment import Server, get_json, post_json, wait_for
+from .store_calls import override
 from .test_auth import BASE, EC_KEY, ISS, SELECT, public_jwk, token, write_issuers
-from .test_store import override
 
 FEEDBACK = SELECT + "/feedback"
 
@@ -50,42 +48,22 @@ def test_replay_and_new_feedback_are_told_apart_on_each_database(db_url: str) ->
         store.close()
 
 
-class Instance:
-    def __init__(self, env: dict[str, str], folder: Path) -> None:
-        self.port = free_port()
-        self.log = folder / "serve.log"
-        with open(self.log, "wb") as sink:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cds_service", "serve", "--port", str(self.port)],
-                env={**env, "CDS_INSTANCE_DIR": str(folder), "CDS_WORKERS": "2"},
-                cwd=folder,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+def _serve(env: dict[str, str], folder: Path) -> Server:
+    """One instance, with its own instance folder, serving two workers."""
+    return Server.start(
+        lambda port: [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
+        {**env, "CDS_INSTANCE_DIR": str(folder), "CDS_WORKERS": "2"},
+        folder,
+        folder,
+    )
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def post(self, path: str, body: object, bearer: str) -> tuple[int, object]:
-        return post_json(self.url + path, body, {"Authorization": f"Bearer {bearer}"})
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+def _post(instance: Server, path: str, body: object, bearer: str) -> tuple[int, object]:
+    return post_json(instance.base + path, body, {"Authorization": f"Bearer {bearer}"})
 
 
 @pytest.fixture()
-def two_instances(postgres_db: str, tmp_path: Path) -> Iterator[tuple[Instance, Instance]]:
+def two_instances(postgres_db: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     issuers_file = write_issuers(
         tmp_path / "issuers.json",
         [{"iss": ISS, "jwks": {"keys": [public_jwk(EC_KEY, "ec-1", "ES384")]}}],
@@ -98,14 +76,14 @@ def two_instances(postgres_db: str, tmp_path: Path) -> Iterator[tuple[Instance, 
         "CDS_PUBLIC_BASE_URL": BASE,
         "CDS_TODAY": TODAY,
     }
-    instances: list[Instance] = []
+    instances: list[Server] = []
     try:
         for name in ("a", "b"):
             folder = tmp_path / name
             folder.mkdir()
-            instances.append(Instance(env, folder))
+            instances.append(_serve(env, folder))
         for instance in instances:
-            status = wait_for(instance.url + "/ready", instance.alive, timeout=120)
+            status = wait_for(instance.base + "/ready", instance.alive, timeout=120)
             assert status == 200, instance.log.read_text()
         yield instances[0], instances[1]
     finally:
@@ -114,37 +92,37 @@ def two_instances(postgres_db: str, tmp_path: Path) -> Iterator[tuple[Instance, 
 
 
 def test_two_instances_on_one_database_act_as_one_service(
-    two_instances: tuple[Instance, Instance], postgres_db: str
+    two_instances: tuple[Server, Server], postgres_db: str
 ) -> None:
     a, b = two_instances
     seed = (FIXTURES / "requests" / "seed-pet-ct.json").read_bytes()
     # One JWT, two instances: the second use is a replay wherever it arrives.
     bearer = token()
-    status, body = a.post(SELECT, seed, bearer)
+    status, body = _post(a, SELECT, seed, bearer)
     assert status == 200, body
     assert isinstance(body, dict)
     [card] = body["cards"]
     assert card["indicator"] == "warning"
-    assert b.post(SELECT, seed, bearer)[0] == 401
+    assert _post(b, SELECT, seed, bearer)[0] == 401
     # The call's audit row (which ties the card to its patient and study) is written by the
     # worker's audit thread within AUDIT_BATCH_SECONDS; feedback naming the card in that moment,
     # through another worker or instance, finds no card to snooze (README, Operations).
     assert _count(postgres_db, Call, 1) == 1
     # The same feedback to both: one row, one snooze.
     item = {"feedback": [override(card["uuid"], "snooze-3-months")]}
-    assert a.post(FEEDBACK, item, token(FEEDBACK)) == (200, {"received": 1, "stored": 1})
-    status, answer = b.post(FEEDBACK, item, token(FEEDBACK))
+    assert _post(a, FEEDBACK, item, token(FEEDBACK)) == (200, {"received": 1, "stored": 1})
+    status, answer = _post(b, FEEDBACK, item, token(FEEDBACK))
     assert status == 200
     assert answer == {"received": 1, "stored": 0}
     # The snooze set through a silences b (b has not looked this patient up before).
-    status, body = b.post(SELECT, seed, token())
+    status, body = _post(b, SELECT, seed, token())
     assert status == 200
     assert isinstance(body, dict)
     assert [c["indicator"] for c in body["cards"]] == []
     assert (_count(postgres_db, Feedback), _count(postgres_db, Snooze)) == (1, 1)
     # Both answer the operations endpoints; the calls of both reach the shared audit.
     for instance in (a, b):
-        assert get_json(instance.url + "/ready")[0] == 200
+        assert get_json(instance.base + "/ready")[0] == 200
     assert _count(postgres_db, Call, 2) == 2
 
 

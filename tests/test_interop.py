@@ -303,14 +303,14 @@ def store_app(db_url: str, tmp_path: Path) -> Iterator[Any]:
 def audit_rules(app: Flask) -> list[tuple[str, str, str]]:
     from sqlalchemy import select
 
-    from cds_service.store import Call, Verdict
+    from cds_service.store import AuditedVerdict, Call
 
     store: Store = app.extensions["cds_service"].store
     with store.session() as s:
         rows = s.execute(
-            select(Call.hook, Verdict.verdict, Verdict.rule)
-            .join(Call, Verdict.call_id == Call.id)
-            .order_by(Verdict.id)
+            select(Call.hook, AuditedVerdict.verdict, AuditedVerdict.rule)
+            .join(Call, AuditedVerdict.call_id == Call.id)
+            .order_by(AuditedVerdict.id)
         ).all()
     return [(r.hook, r.verdict, r.rule) for r in rows]
 

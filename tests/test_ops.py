@@ -1,11 +1,10 @@
-"""Issue 16: /health, /ready and /metrics; gunicorn's lines as JSON; the CLI for people."""
+"""Issue 16: /health, /ready and /metrics; gunicorn's lines as JSON, metrics summed over workers."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,11 +13,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, text
 
 from cds_service import create_app
-from cds_service.cli import main
-from cds_service.store import Call
 
 from .conftest import FIXTURES, TODAY
 from .deployment import free_port, get_json, post_json, wait_for
@@ -156,72 +153,6 @@ def test_metrics_count_calls_cards_verdicts_and_jwt_failures(secure_app: Flask) 
     assert "seed-patient" not in text and "hookInstance" not in text
 
 
-def test_evaluate_does_not_audit_unless_asked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    database = tmp_path / "pilot.sqlite3"
-    monkeypatch.setenv("CDS_DATABASE_URL", f"sqlite:///{database}")
-    monkeypatch.setenv("CDS_INSTANCE_DIR", str(tmp_path))
-
-    def audited() -> int:
-        engine = create_engine(f"sqlite:///{database}")
-        try:
-            with engine.connect() as connection:
-                return int(connection.execute(select(func.count()).select_from(Call)).scalar_one())
-        finally:
-            engine.dispose()
-
-    assert main(["db", "upgrade"]) == 0
-    assert main(["evaluate", str(SEED), "--today", TODAY]) == 0
-    assert audited() == 0
-    assert main(["evaluate", str(SEED), "--today", TODAY, "--audit"]) == 0
-    assert audited() == 1
-    capsys.readouterr()
-
-
-@pytest.mark.parametrize(
-    ("argv", "option"),
-    [
-        (["evaluate", str(SEED), "--today", "25/11/2026"], "--today"),
-        (["evaluate", str(SEED), "--today", "2026-13-01"], "--today"),
-        (["report", "--since", "yesterday"], "--since"),
-    ],
-)
-def test_a_bad_date_is_one_line_and_exit_2(
-    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert f"{option}: " in err and "YYYY-MM-DD" in err
-
-
-def test_a_busy_port_says_which_and_how_to_choose_another(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        assert main(["serve", "--port", str(port)]) == 2
-    err = capsys.readouterr().err
-    assert f"port {port} on 127.0.0.1 is already in use" in err
-    assert "--port N" in err and "PORT=N" in err
-
-
-def test_load_fixtures_refuses_an_empty_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["load-fixtures", "--fhir", "http://127.0.0.1:9/fhir", "--fixtures", str(tmp_path)])
-    assert "no patient Bundles" in capsys.readouterr().err
-
-
-def test_load_fixtures_waits_then_gives_up_clearly(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["load-fixtures", "--fhir", f"http://127.0.0.1:{free_port()}/fhir", "--wait", "0.1"]
-    assert main(argv) == 1
-    assert "did not answer within 0.1 s" in capsys.readouterr().err
-
-
 def test_serve_logs_json_and_sums_metrics_over_workers(tmp_path: Path) -> None:
     """gunicorn's own lines (start, workers, access) are JSON in the service's shape, and
     /metrics adds up what every worker counted (PROMETHEUS_MULTIPROC_DIR made by serve)."""
@@ -276,36 +207,3 @@ def test_serve_logs_json_and_sums_metrics_over_workers(tmp_path: Path) -> None:
     assert {"event", "method", "path", "status", "duration_ms"} <= set(access[0])
     assert {r["path"] for r in access} >= {"/ready", SELECT, "/metrics"}
     assert list(scratch.iterdir()) == []  # the metrics folder is gone with the server
-
-
-def test_the_metrics_folder_serve_makes_and_one_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from cds_service.cli import _metrics_dir
-
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    stale = tmp_path / f"cds-metrics-{dead}-abc123"  # a server killed with SIGKILL left it
-    stale.mkdir()
-    mine = tmp_path / f"cds-metrics-{os.getpid()}-def456"  # a live server's
-    mine.mkdir()
-    with _metrics_dir():
-        made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        assert made.parent == tmp_path and made.is_dir()
-        assert not stale.exists() and mine.exists()
-    mine.rmdir()
-    assert not made.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-    given = tmp_path / "given"
-    given.mkdir()
-    (given / "counter_123.db").write_bytes(b"stale")
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
-    with _metrics_dir():
-        assert list(given.iterdir()) == []  # an earlier run's counts are not added again
-    assert given.is_dir()

@@ -23,7 +23,7 @@ import pytest
 from cds_service.report import INFO_FILL, LINE, WARNING_FILL, build_report, render_html
 from cds_service.store import Store, upgrade
 
-from .test_report import synthetic_weeks
+from .store_calls import synthetic_weeks
 
 WINDOW = (1200, 1600)
 TABLES = ("by-study", "by-indicator", "override-reasons", "weekly", "verdicts")

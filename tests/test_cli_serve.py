@@ -1,10 +1,10 @@
-"""The console script: serve (real gunicorn), evaluate, check-mappings."""
+"""``cds-service serve``: real gunicorn answering, the package run from anywhere, models loaded
+at start-up, a busy port, JSON logs, metrics summed over workers, the metrics folder."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,74 +17,12 @@ import pytest
 
 from cds_service.cli import main
 
-from .conftest import FIXTURES, MAPPINGS, ROOT, TODAY
+from .conftest import FIXTURES, ROOT, TODAY
+from .deployment import free_port
+
+SEED = FIXTURES / "requests" / "seed-pet-ct.json"
 
 CLI = [sys.executable, "-m", "cds_service.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def test_check_mappings_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-mappings"]) == 0
-    assert capsys.readouterr().out.startswith("ok: ")
-
-
-def test_check_mappings_names_the_bad_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    copy = tmp_path / "mappings"
-    shutil.copytree(MAPPINGS, copy)
-    (copy / "labs.json").write_text('{"group": "labs"}')
-    assert main(["check-mappings", str(copy)]) == 1
-    assert "labs.json" in capsys.readouterr().err
-
-
-def test_evaluate_prints_the_seed_warning(capsys: pytest.CaptureFixture[str]) -> None:
-    request = FIXTURES / "requests" / "seed-pet-ct.json"
-    assert main(["evaluate", str(request), "--today", "2026-11-25"]) == 0
-    body = json.loads(capsys.readouterr().out)
-    assert [card["indicator"] for card in body["cards"]] == ["warning"]
-
-
-def test_evaluate_explain_names_the_records_and_phrases(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--explain: each verdict's rule and the record, code or phrase behind it (to stderr,
-    so that stdout stays the JSON response)."""
-    body = json.loads((FIXTURES / "requests" / "seed-pet-ct.json").read_text())
-    body["prefetch"]["conditions"]["entry"].append(
-        {
-            "resource": {
-                "resourceType": "Condition",
-                "id": "local-mets",
-                "code": {"text": "Breast ca with bony mets"},
-                "recordedDate": "2026-10-01",
-            }
-        }
-    )
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps(body))
-    assert main(["evaluate", str(request), "--today", "2026-11-25", "--explain"]) == 0
-    out, err = capsys.readouterr()
-    assert json.loads(out)["cards"] == []
-    assert "pet-ct -> silent (metastatic-disease)" in err
-    assert "Condition/local-mets 2026-10-01 metastatic-disease" in err
-    assert "[words 'METS']" in err
-    # Without --explain, nothing but the response.
-    assert main(["evaluate", str(request), "--today", "2026-11-25"]) == 0
-    assert "explain:" not in capsys.readouterr().err
-
-
-def test_evaluate_reports_a_bad_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"hook": "order-sign", "context": {}}))
-    assert main(["evaluate", str(bad)]) == 1
-    assert json.loads(capsys.readouterr().out)["resourceType"] == "OperationOutcome"
 
 
 def test_serve_runs_gunicorn_and_answers_discovery(tmp_path: Path) -> None:
@@ -176,3 +114,49 @@ def test_fhir_models_load_at_start_up_not_in_a_first_hook_call(tmp_path: Path) -
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["statuses"] == [200]
     assert found["late"] == []
+
+
+def test_a_busy_port_says_which_and_how_to_choose_another(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+    assert "--port N" in err and "PORT=N" in err
+
+
+def test_the_metrics_folder_serve_makes_and_one_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cds_service.cli.serve import _metrics_dir
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    stale = tmp_path / f"cds-metrics-{dead}-abc123"  # a server killed with SIGKILL left it
+    stale.mkdir()
+    mine = tmp_path / f"cds-metrics-{os.getpid()}-def456"  # a live server's
+    mine.mkdir()
+    with _metrics_dir():
+        made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert made.parent == tmp_path and made.is_dir()
+        assert not stale.exists() and mine.exists()
+    mine.rmdir()
+    assert not made.exists() and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    with _metrics_dir():
+        assert list(given.iterdir()) == []  # an earlier run's counts are not added again
+    assert given.is_dir()

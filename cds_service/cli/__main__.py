@@ -1,0 +1,5 @@
+"""``python -m cds_service.cli``: the console script."""
+
+from . import main
+
+raise SystemExit(main())
