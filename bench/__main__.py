@@ -360,7 +360,7 @@ def start_fhir(
     when Node.js or the server's npm packages are missing or it does not start."""
     import requests
 
-    from cds_service.fhir_client import FhirUnavailable, put_resources
+    from cds_service.fhir.client import FhirUnavailable, put_resources
     from tests.fhir_server import FhirTestServer, node_available
 
     reason = node_available()

@@ -20,7 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import api, errors, fhir, logs, ops
 from .auth import Verifier, load_issuers
 from .config import Settings, SettingsError, SiteConfig, load_settings, load_site_config
-from .fhir_client import fhir_pool
+from .fhir.client import fhir_pool
 from .mappings import Knowledge, load_dir
 from .rules import REQUIRED_CONCEPTS, WARNING_ENABLERS, Windows
 from .services import load_services

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import metrics
 from .errors import Unauthorized, first_problem
-from .fhir_client import unambiguous_url
+from .fhir.client import unambiguous_url
 
 logger = logging.getLogger("cds_service.auth")
 

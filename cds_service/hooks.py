@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .errors import InvalidRequest
-from .fhir_client import unambiguous_url
+from .fhir.client import unambiguous_url
 from .store import Call, Feedback, FeedbackItem, column_length
 
 # What the store can hold: longer values are refused here with a 400 naming the element, not

@@ -21,7 +21,7 @@ from .cards import Advice, Presentation, build_advice
 from .config import SiteConfig
 from .facts import OrderFact, PatientFacts
 from .fhir import Sources, build_facts, find_draft, match_selections, parse_orders, validate_cited
-from .gather import gather, is_partial, refuse_other_patient_orders
+from .fhir.gather import gather, is_partial, refuse_other_patient_orders
 from .hooks import CdsRequest
 from .mappings import Knowledge
 from .policy import ClientOptions, apply_policy, limit_cards, suppress_repeats

@@ -189,7 +189,7 @@ def test_draft_orders_past_the_limit_are_refused_naming_it(client: Any) -> None:
 def test_a_next_link_parsers_could_read_differently_is_never_followed(link: str) -> None:
     import time
 
-    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+    from cds_service.fhir.client import FhirClient, FhirUnavailable, fhir_pool
 
     client = FhirClient(fhir_pool(), "http://127.0.0.1:8001/fhir", "tok", time.monotonic() + 5)
     url = link.format(evil=8002, good=8001)
@@ -201,7 +201,7 @@ def test_a_next_link_parsers_could_read_differently_is_never_followed(link: str)
 def test_the_link_check_still_allows_the_base_and_below() -> None:
     import time
 
-    from cds_service.fhir_client import FhirClient, fhir_pool
+    from cds_service.fhir.client import FhirClient, fhir_pool
 
     client = FhirClient(fhir_pool(), "http://127.0.0.1:8001/fhir", None, time.monotonic() + 5)
     assert client.inside_base("http://127.0.0.1:8001/fhir/Condition?_page=2")

@@ -245,7 +245,7 @@ def trickling() -> Iterator[Any]:
 def test_a_trickling_fhir_server_is_cut_off_at_the_deadline(trickling: Any) -> None:
     import time
 
-    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+    from cds_service.fhir.client import FhirClient, FhirUnavailable, fhir_pool
 
     pool = fhir_pool()
     client = FhirClient(pool, trickling.base, None, time.monotonic() + 0.5)
@@ -261,7 +261,7 @@ def test_a_tls_handshake_trickled_byte_by_byte_is_cut_off_at_the_deadline() -> N
     within the budget), so the watchdog only needs to guard the response: held here."""
     import time
 
-    from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+    from cds_service.fhir.client import FhirClient, FhirUnavailable, fhir_pool
 
     from .faults import TricklingServer
 

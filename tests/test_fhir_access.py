@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from cds_service import create_app
-from cds_service.fhir_client import FhirClient, FhirUnavailable, fhir_pool
+from cds_service.fhir.client import FhirClient, FhirUnavailable, fhir_pool
 
 from .conformance import assert_conformant, ratings
 from .conftest import CASES_DOC, FIXTURES, SERVICE_FOR_HOOK, TODAY, load_json

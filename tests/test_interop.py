@@ -23,7 +23,7 @@ from flask.testing import FlaskClient
 
 from cds_service import create_app
 from cds_service.fhir import is_error_value, read_prefetch
-from cds_service.gather import insecure_for_token
+from cds_service.fhir.gather import insecure_for_token
 from cds_service.store import Store
 
 from .conformance import assert_conformant, assert_no_card, ratings

@@ -15,7 +15,7 @@ from ..config import PACKAGE_DIR
 def _load_fixtures(args: argparse.Namespace) -> int:
     import requests
 
-    from ..fhir_client import FhirUnavailable, put_resources
+    from ..fhir.client import FhirUnavailable, put_resources
 
     folder = Path(args.fixtures)
     paths = sorted(folder.glob("*.json"))

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from .errors import InvalidRequest, PrefetchUnavailable
-from .fhir import PrefetchValue, bundle_resources, other_patient, read_prefetch
-from .fhir_client import FhirClient, FhirUnavailable
-from .hooks import CdsRequest
-from .services import Service, resolve_template
+from ..errors import InvalidRequest, PrefetchUnavailable
+from ..hooks import CdsRequest
+from ..services import Service, resolve_template
+from .client import FhirClient, FhirUnavailable
+from .prefetch import PrefetchValue, bundle_resources, other_patient, read_prefetch
 
 logger = logging.getLogger("cds_service.gather")
 Resources = list[Mapping[str, Any]]

@@ -27,9 +27,9 @@ import orjson
 import requests
 import urllib3
 
-from . import metrics
-from .errors import PrefetchUnavailable
-from .fhir import next_link
+from .. import metrics
+from ..errors import PrefetchUnavailable
+from .prefetch import next_link
 
 logger = logging.getLogger("cds_service.fhir_client")
 
