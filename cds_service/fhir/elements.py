@@ -70,31 +70,3 @@ def as_number(value: Any) -> float | None:
     if kind is int:
         return float(value)
     return None
-
-
-def concept_texts(concept: Any) -> list[str]:
-    """Every word a CodeableConcept carries: its text and each coding's display."""
-    cc = as_dict(concept)
-    out = [t] if (t := as_str(cc.get("text"))) else []
-    for coding in as_list(cc.get("coding")):
-        display = as_str(as_dict(coding).get("display"))
-        if display and display not in out:
-            out.append(display)
-    return out
-
-
-def reference_displays(references: Any) -> list[str]:
-    """The displays of a list of References."""
-    return [t for ref in as_list(references) if (t := as_str(as_dict(ref).get("display")))]
-
-
-def reason_texts(raw: Mapping[str, Any]) -> list[str]:
-    """Why a record was made, in words: every ``reasonCode``'s text and displays, and the
-    displays of its ``reasonReference``s."""
-    return [
-        t for r in as_list(raw.get("reasonCode")) for t in concept_texts(r)
-    ] + reference_displays(raw.get("reasonReference"))
-
-
-def note_texts(raw: Mapping[str, Any]) -> list[str]:
-    return [t for n in as_list(raw.get("note")) if (t := as_str(as_dict(n).get("text")))]

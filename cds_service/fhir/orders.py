@@ -11,16 +11,8 @@ from typing import Any
 from ..errors import InvalidRequest
 from ..facts import OrderFact, ReasonFact
 from ..mappings import CodeMap
-from .elements import (
-    as_dict,
-    as_list,
-    as_str,
-    coding_pairs,
-    concept_label,
-    concept_texts,
-    note_texts,
-    reference_displays,
-)
+from .elements import as_dict, as_list, as_str, coding_pairs, concept_label
+from .texts import concept_texts, note_texts, reference_displays
 from .validation import validate
 
 # Elements of a draft ServiceRequest the rules read: an invalid one is a 400, not a skip.
@@ -61,20 +53,20 @@ def parse_orders(
         if rtype != "ServiceRequest":
             orders.append(OrderFact(reference, rtype, frozenset(), ""))
             continue
-        where = f"context.draftOrders.entry[{index}].resource"
-        problems = validate(resource, where)
+        location = f"context.draftOrders.entry[{index}].resource"
+        problems = validate(resource, location)
         read = [p for p in problems if p.split(".")[0] in ORDER_FIELDS_READ]
         if read:
             # What real clients send and the rules read without harm (an id with "_", which
             # the CDS Hooks order invariant allows; "" or padded strings) is no reason to
             # refuse the call: only what is still wrong once that is tolerated is.
-            lenient = validate(_tolerated(resource), where)
+            lenient = validate(_tolerated(resource), location)
             read = [p for p in lenient if p.split(".")[0] in ORDER_FIELDS_READ]
         if read:
             raise InvalidRequest(
                 f"draft order {reference} is not a valid FHIR R4 ServiceRequest "
                 f"({', '.join(read[:3])})",
-                [f"{where}.{read[0]}"],
+                [f"{location}.{read[0]}"],
             )
         code = resource.get("code")
         codings = coding_pairs(code)

@@ -23,21 +23,10 @@ from ..concepts import LABS, SYMPTOMS
 from ..facts import ConditionFact, MedicationFact, ObservationFact, ProcedureFact
 from ..mappings import Knowledge
 from .dates import date_in_text, first_date, onset_from_age, parse_date
-from .elements import (
-    NO_CONCEPTS,
-    as_dict,
-    as_list,
-    as_str,
-    coding_pairs,
-    concept_label,
-    concept_texts,
-    first_code,
-    note_texts,
-    reason_texts,
-    reference_displays,
-)
+from .elements import NO_CONCEPTS, as_dict, as_list, as_str, coding_pairs, concept_label, first_code
 from .lab_values import observation_fact
 from .resource_facts import medication_fact, procedure_fact, profile_concepts
+from .texts import concept_texts, note_texts, reason_texts, reference_displays
 
 
 class ResourceReader:

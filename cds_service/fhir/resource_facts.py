@@ -20,43 +20,43 @@ PROFILE_CONCEPTS = {
 }
 
 
+# Where each date is, in the order read: the first one found counts.
+_PERFORMED = (
+    "performedDateTime",
+    "performedPeriod.end",
+    "performedPeriod.start",
+    "effectiveDateTime",
+    "effectivePeriod.end",
+    "occurrenceDateTime",
+    "occurrencePeriod.start",
+    "issued",
+    "authoredOn",
+)
+_AUTHORED = ("authoredOn", "effectiveDateTime", "effectivePeriod.start")
+_ENDED = ("dispenseRequest.validityPeriod.end", "effectivePeriod.end")
+
+
+def _identity(raw: Mapping[str, Any], named_by: str) -> tuple[str, str, str | None]:
+    """A record's id ("" without one), its label (from its ``named_by`` element) and status."""
+    return as_str(raw.get("id")) or "", concept_label(raw.get(named_by)), as_str(raw.get("status"))
+
+
 def procedure_fact(
     raw: Mapping[str, Any], concepts: frozenset[str], how: tuple[tuple[str, str], ...] = ()
 ) -> ProcedureFact:
     """A Procedure, or a DiagnosticReport or ServiceRequest of a past or planned study."""
-    return ProcedureFact(
-        id=as_str(raw.get("id")) or "",
-        concepts=concepts,
-        label=concept_label(raw.get("code")),
-        status=as_str(raw.get("status")),
-        performed=first_date(
-            raw,
-            "performedDateTime",
-            "performedPeriod.end",
-            "performedPeriod.start",
-            "effectiveDateTime",
-            "effectivePeriod.end",
-            "occurrenceDateTime",
-            "occurrencePeriod.start",
-            "issued",
-            "authoredOn",
-        ),
-        how=how,
-    )
+    rid, label, status = _identity(raw, "code")
+    performed = first_date(raw, *_PERFORMED)
+    return ProcedureFact(rid, concepts, label, status, performed=performed, how=how)
 
 
 def medication_fact(
     raw: Mapping[str, Any], concepts: frozenset[str], how: tuple[tuple[str, str], ...] = ()
 ) -> MedicationFact:
-    return MedicationFact(
-        id=as_str(raw.get("id")) or "",
-        concepts=concepts,
-        label=concept_label(raw.get("medicationCodeableConcept")),
-        status=as_str(raw.get("status")),
-        authored=first_date(raw, "authoredOn", "effectiveDateTime", "effectivePeriod.start"),
-        ended=first_date(raw, "dispenseRequest.validityPeriod.end", "effectivePeriod.end"),
-        how=how,
-    )
+    """A MedicationRequest, MedicationStatement or MedicationAdministration."""
+    rid, label, status = _identity(raw, "medicationCodeableConcept")
+    authored, ended = first_date(raw, *_AUTHORED), first_date(raw, *_ENDED)
+    return MedicationFact(rid, concepts, label, status, authored=authored, ended=ended, how=how)
 
 
 def profile_concepts(raw: Mapping[str, Any]) -> frozenset[str]:

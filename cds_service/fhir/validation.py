@@ -50,37 +50,39 @@ class _ValidationCache:
 _VALIDATED = _ValidationCache()
 
 
-def validate(resource: Mapping[str, Any], where: str) -> list[str]:
-    """Validate with fhir.resources R4B; return the failing element paths (empty when valid)."""
+def validate(resource: Mapping[str, Any], location: str) -> list[str]:
+    """Validate with fhir.resources R4B; return the failing element paths (empty when valid).
+    ``location`` says where the resource stands in the request (``prefetch.key[3]``,
+    ``context.draftOrders.entry[0].resource``): the log names it."""
     try:
         key = hashlib.blake2b(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16)
     except TypeError:
-        return _validate_now(resource, where)
+        return _validate_now(resource, location)
     digest = key.digest()
     cached = _VALIDATED.get(digest)
     if cached is None:
-        cached = tuple(_validate_now(resource, where))
+        cached = tuple(_validate_now(resource, location))
         _VALIDATED.put(digest, cached)
     elif cached:
-        _log_invalid(resource, where, list(cached))
+        _log_invalid(resource, location, list(cached))
     return list(cached)
 
 
-def _log_invalid(resource: Mapping[str, Any], where: str, locations: list[str]) -> None:
+def _log_invalid(resource: Mapping[str, Any], location: str, failing_elements: list[str]) -> None:
     logger.warning(
         "invalid resource read leniently",
         extra={
             "fields": {
                 "event": "invalid-resource",
                 "resourceType": str(resource.get("resourceType"))[:40],
-                "at": where,
-                "elements": locations[:5],
+                "at": location,
+                "elements": failing_elements[:5],
             }
         },
     )
 
 
-def _validate_now(resource: Mapping[str, Any], where: str) -> list[str]:
+def _validate_now(resource: Mapping[str, Any], location: str) -> list[str]:
     try:
         model = get_fhir_model_class(str(resource.get("resourceType")))
     except (KeyError, ValueError):
@@ -88,9 +90,9 @@ def _validate_now(resource: Mapping[str, Any], where: str) -> list[str]:
     try:
         model.model_validate(resource)
     except ValidationError as exc:
-        locations = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
-        _log_invalid(resource, where, locations)
-        return locations
+        failing_elements = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+        _log_invalid(resource, location, failing_elements)
+        return failing_elements
     return []
 
 
