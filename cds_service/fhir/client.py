@@ -41,6 +41,15 @@ class FhirUnavailable(PrefetchUnavailable):
     """A query to the EHR's FHIR server failed (timeout, refused, HTTP error, not FHIR)."""
 
 
+class QueryFailed(FhirUnavailable):
+    """The query for one prefetch key failed: ``key`` names the key as data; the message says
+    why (for the log only: the client learns which keys are missing, never why)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}", [f"prefetch.{key}"])
+        self.key = key
+
+
 class _Watchdog:
     """Makes the FHIR budget a wall clock. urllib3's read timeout bounds each wait for a byte,
     so a server trickling one byte a second would hold a query (and a thread of the call's
@@ -188,15 +197,11 @@ class FhirClient:
         absolute = urljoin(self.base, url)
         if not plain_characters(url) or not self.inside_base(absolute):
             # A next link that leaves the FHIR base would take the token elsewhere.
-            raise FhirUnavailable(
-                f"{what}: the FHIR server linked outside its base", [f"prefetch.{what}"]
-            )
+            raise QueryFailed(what, "the FHIR server linked outside its base")
         for attempt in (1, 2):
             remaining = self._remaining()
             if remaining < MIN_ATTEMPT_SECONDS:
-                raise FhirUnavailable(
-                    f"{what}: no time left in the FHIR budget", [f"prefetch.{what}"]
-                )
+                raise QueryFailed(what, "no time left in the FHIR budget")
             _CURRENT.deadline = self.deadline
             try:
                 response = self.http.request(
@@ -210,9 +215,8 @@ class FhirClient:
                     retries=False,
                 )
             except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
-                raise FhirUnavailable(
-                    f"{what}: FHIR server not reachable in time ({type(exc).__name__})",
-                    [f"prefetch.{what}"],
+                raise QueryFailed(
+                    what, f"FHIR server not reachable in time ({type(exc).__name__})"
                 ) from exc
             finally:
                 _CURRENT.deadline = None
@@ -225,15 +229,11 @@ class FhirClient:
         if response.status == 404 and "?" not in url:
             return None  # a read of a resource that does not exist: no data
         if response.status >= 300:
-            raise FhirUnavailable(
-                f"{what}: FHIR server answered HTTP {response.status}", [f"prefetch.{what}"]
-            )
+            raise QueryFailed(what, f"FHIR server answered HTTP {response.status}")
         try:
             return orjson.loads(response.data)
         except orjson.JSONDecodeError as exc:
-            raise FhirUnavailable(
-                f"{what}: FHIR server sent no JSON", [f"prefetch.{what}"]
-            ) from exc
+            raise QueryFailed(what, "FHIR server sent no JSON") from exc
 
     def fetch(self, url: str, what: str) -> tuple[list[Any], bool]:
         """A read or a search, and whether it is complete: searches follow ``next`` links up

@@ -24,7 +24,7 @@ import urllib3
 from ..errors import InvalidRequest, PrefetchUnavailable
 from ..hooks import CdsRequest
 from ..services import Service, resolve_template
-from .client import FhirClient, FhirUnavailable
+from .client import FhirClient, FhirUnavailable, QueryFailed
 from .prefetch import PrefetchValue, bundle_resources, other_patient, read_prefetch
 
 logger = logging.getLogger("cds_service.gather")
@@ -182,25 +182,30 @@ def gather(
             [future for future, _ in pending.values()],
             timeout=max(0.0, deadline - time.monotonic()),
         )
-    failed: dict[str, str] = {}  # key -> what went wrong: for the log, never the client
+    failed: list[QueryFailed] = []  # what went wrong, per key: for the log, never the client
     for key, (future, items) in pending.items():
         if not future.done():
             future.cancel()
-            failed[key] = f"{key}: timed out"
+            failed.append(QueryFailed(key, "timed out"))
             continue
         try:
             pages, complete = future.result()
-        except FhirUnavailable as exc:
-            failed[key] = exc.diagnostics
+        except QueryFailed as exc:
+            failed.append(exc)
             continue
         resources[key] = items + [r for page in pages for r in bundle_resources(page)]
         origin[key] = ("prefetch+fhir" if items else "fhir") + ("" if complete else PARTIAL)
     if failed:
         logger.warning(
             "FHIR reads failed",
-            extra={"fields": {"event": "fhir-unavailable", "failed": sorted(failed.values())}},
+            extra={
+                "fields": {
+                    "event": "fhir-unavailable",
+                    "failed": sorted(failure.diagnostics for failure in failed),
+                }
+            },
         )
-    keys = [key for key in failed if key in service.required]
+    keys = [failure.key for failure in failed if failure.key in service.required]
     if keys:
         # The client learns which data is missing, not why: refused, timed out, 404 or a
         # protocol error would map the network behind an arbitrary fhirServer.
