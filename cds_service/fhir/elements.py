@@ -43,6 +43,7 @@ def coding_pairs(concept: Any) -> list[tuple[str, str]]:
 
 
 def concept_label(concept: Any) -> str:
+    """A CodeableConcept's name: its text, else its first coding's display or code."""
     cc = as_dict(concept)
     text = as_str(cc.get("text"))
     if text:
@@ -56,6 +57,7 @@ def concept_label(concept: Any) -> str:
 
 
 def first_code(concept: Any) -> str | None:
+    """A CodeableConcept's first code (a status: ``clinicalStatus``, ``verificationStatus``)."""
     for coding in as_list(as_dict(concept).get("coding")):
         code = as_str(as_dict(coding).get("code"))
         if code:

@@ -14,6 +14,7 @@ from ..mappings import TextMatcher, WordMatcher
 from .dates import first_date
 from .elements import NO_CONCEPTS, as_dict, as_list, as_number, as_str, concept_label
 
+# Analytes whose normal range spans less than 2.5 times its lower limit (read below).
 _NARROW = frozenset({"alkaline-phosphatase", "lactate-dehydrogenase", "calcium", "calcium-ionized"})
 
 

@@ -14,10 +14,11 @@ from .dates import parse_date
 from .elements import as_str
 from .reader import ResourceReader
 
+# The types read as a past or planned study, and as a medication.
 PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
 MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement", "MedicationAdministration")
 
-
+# Where each fact came from: (type, id) -> (its place in the request, the resource).
 Sources = dict[tuple[str, str], tuple[str, Mapping[str, Any]]]
 
 
