@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 def _session() -> requests.Session:
     """The session of the JWKS fetches (client authentication); no proxies or netrc from the
-    environment. FHIR queries have their own pool (``fhir_client.fhir_pool``)."""
+    environment. FHIR queries have their own pool (``fhir.client.fhir_pool``)."""
     session = requests.Session()
     session.trust_env = False
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)

@@ -1,6 +1,6 @@
 """What the rules read: clinical records reduced to concepts, dates and statuses.
 
-Frozen dataclasses with no I/O and no FHIR library types: ``fhir.py`` builds them, ``rules``
+Frozen dataclasses with no I/O and no FHIR library types: ``fhir`` builds them, ``rules``
 judges them, so the clinical logic is tested without parsing anything.
 """
 

@@ -40,7 +40,7 @@ Lap = Callable[[str], None]
 class FhirAccess:
     """How the pipeline may read the EHR's FHIR server for what was not prefetched."""
 
-    http: urllib3.PoolManager  # the FHIR queries' connections (fhir_client.fhir_pool)
+    http: urllib3.PoolManager  # the FHIR queries' connections (fhir.client.fhir_pool)
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
     timeout: float  # the budget of one call's queries, in seconds
     # Prefixes a fhirServer must match, one list per source (the site's, the client's

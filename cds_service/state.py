@@ -31,7 +31,7 @@ class State:
     site: SiteConfig
     store: Store
     windows: Windows
-    http: urllib3.PoolManager  # the FHIR queries' connections (fhir_client.fhir_pool)
+    http: urllib3.PoolManager  # the FHIR queries' connections (fhir.client.fhir_pool)
     executor: ThreadPoolExecutor  # runs one call's FHIR queries concurrently
     verifier: Verifier | None  # None: unauthenticated (loopback only, see cli.serve)
 

@@ -45,7 +45,7 @@ class Knowledge:
     words: WordMatcher
     wording: WordingFile
     # Readings of repeated codes (an Observation's code: its concepts and name), remembered
-    # for this knowledge (fhir._Reader); bounded, as codes come from clients.
+    # for this knowledge (fhir.reader.ResourceReader); bounded, as codes come from clients.
     readings: Memo[Any, Any] = field(
         default_factory=lambda: Memo(20_000), repr=False, compare=False
     )
