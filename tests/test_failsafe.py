@@ -29,22 +29,6 @@ MakeApp = Callable[..., Flask]
 
 
 @pytest.fixture()
-def make_app(db_url: str, tmp_path: Path) -> Iterator[MakeApp]:
-    apps: list[Flask] = []
-
-    def make(**extra: Any) -> Flask:
-        app = create_app(
-            {"today": TODAY, "database_url": db_url, "instance_dir": str(tmp_path), **extra}
-        )
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.extensions["cds_service"].store.close()
-
-
-@pytest.fixture()
 def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
     upgrade(db_url, tmp_path)
     opened = Store(db_url, b"k" * 32)

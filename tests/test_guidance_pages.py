@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from cds_service.mappings import GUIDANCE_KINDS, load_dir
 from cds_service.rules import REQUIRED_CONCEPTS
 
-from .conftest import FIXTURES, MAPPINGS, load_json
+from .conftest import MAPPINGS, fixture_patient_words
 from .test_cards_wording import BASE, fixture_cards
 
 MAX_GRADE = 8.0  # patient-education material: Flesch-Kincaid grade 8 or below
@@ -28,25 +28,13 @@ def test_handout_is_a_phone_friendly_page(client: FlaskClient) -> None:
     assert "<script" not in html and "http://" not in html.split("<footer>")[0]
 
 
-def _sentinels() -> set[str]:
-    found = set()
-    for path in (FIXTURES / "patients").glob("*.json"):
-        for entry in load_json(path)["entry"]:
-            resource = entry["resource"]
-            if resource["resourceType"] == "Patient":
-                found.add(resource["id"])
-                for name in resource.get("name", []):
-                    found.update(n for n in [name.get("family"), *name.get("given", [])] if n)
-    return found
-
-
 @pytest.mark.parametrize("kind", GUIDANCE_KINDS)
 def test_guidance_pages_are_served_without_patient_data(client: FlaskClient, kind: str) -> None:
     response = client.get(f"/guidance/{kind}", base_url=BASE)
     assert response.status_code == 200 and response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert 'name="viewport"' in page and "<script" not in page
-    assert not {s for s in _sentinels() if re.search(rf"\b{re.escape(s)}\b", page)}
+    assert not {s for s in fixture_patient_words() if re.search(rf"\b{re.escape(s)}\b", page)}
     assert "/handouts/breast-surveillance" in page
     # Every card of a kind links the same address whatever the patient: no patient data in it.
     urls = {
