@@ -186,7 +186,7 @@ class Pipeline:
         if record_stages:
             # parse | orders and record | facts | rules and policy | cards and the response
             marks[-1] = clock()
-            for name, start, end in zip(STAGES, marks, marks[1:], strict=True):
+            for name, (start, end) in zip(STAGES, itertools.pairwise(marks), strict=True):
                 self.stages[name].append(end - start)
         return out
 

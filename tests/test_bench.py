@@ -16,6 +16,7 @@ import requests
 from bench import records, served
 from bench.__main__ import targets
 from bench.records import seed_set
+from cds_service.state import APP_STATE_KEY
 
 
 def _window(rps: float, p99: float, errors: int = 0, kind: str = "status") -> dict[str, Any]:
@@ -297,3 +298,24 @@ def test_a_seed_run_that_decides_otherwise_is_a_problem() -> None:
     assert seed_answers_differ([*good, other]) == []
     (problem,) = seed_answers_differ([*good, run("seed-fhir", [])])
     assert problem.startswith("seed-fhir warm 4x1 sync service:")
+
+
+def test_the_in_process_pipeline_times_each_stage_once_and_answers_as_the_client() -> None:
+    """bench/inprocess.py's Pipeline runs ``pipeline.decide`` with a lap per stage: one timing
+    per stage per call (parse, record, facts, rules, cards), and the same cards as the test
+    client."""
+    from bench.inprocess import STAGES, InProcess
+
+    runner = InProcess.create()
+    try:
+        body = seed_set().bodies[0]
+        answer = orjson.loads(runner.pipeline(body))
+        assert {name: len(times) for name, times in runner.pipeline.stages.items()} == {
+            name: 1 for name in STAGES
+        }
+        assert all(t >= 0 for times in runner.pipeline.stages.values() for t in times)
+        client = runner.post(body).get_json()
+        assert [c["summary"] for c in answer["cards"]] == [c["summary"] for c in client["cards"]]
+        assert answer["cards"] and answer["cards"][0]["indicator"] == "warning"
+    finally:
+        runner.app.extensions[APP_STATE_KEY].store.close()
