@@ -1,0 +1,168 @@
+"""``stage-text.json``: how a stage is written in free text (stage groups, TNM, a bare summary,
+the staging basis) and the order-reason phrases that only say "plain staging"; its loader
+compiles the patterns (RE2) and checks the file's own examples."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from ..errors import MappingError
+from .patterns import _compile
+from .schema import _fail, _read_json, _Strict
+from .text import _plain
+
+
+class StagePatterns(_Strict):
+    description: str
+    patterns: tuple[str, ...] = Field(min_length=1)
+    must_match: tuple[str, ...] = Field(min_length=1)
+    must_not_match: tuple[str, ...] = Field(min_length=1)
+
+
+class StageTextFile(_Strict):
+    description: str
+    stage_group: StagePatterns
+    tnm: StagePatterns
+    summary: StagePatterns
+    basis: StagePatterns
+    plain_staging: StagePatterns
+
+
+# What each section's patterns must name (its named groups).
+_GROUPS = {
+    "stage_group": {"group", "basis"},
+    "tnm": {"basis", "t", "n", "m"},
+    "summary": {"group"},
+    "basis": {"post", "pathological", "clinical"},
+    "plain_staging": set(),
+}
+_NUMERALS = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
+_BASES = {"C": "clinical", "P": "pathological", "CLINICAL": "clinical"}
+_BASES |= {"PATHOLOGIC": "pathological", "PATHOLOGICAL": "pathological"}
+
+
+def roman_group(group: str) -> str:
+    """A stage group in Roman numerals ("1A" -> "IA", "IIA" unchanged)."""
+    head = group[0]
+    return _NUMERALS[head] + group[1:] if head in _NUMERALS else group
+
+
+def _basis_word(word: str | None) -> str | None:
+    if not word:
+        return None
+    return _BASES.get(word.replace(" ", ""), "post-therapy")
+
+
+@dataclass(frozen=True)
+class TnmText:
+    basis: str | None
+    t: str
+    n: str
+    m: str | None
+
+
+@dataclass(frozen=True)
+class StageText:
+    """Reads stage words; every method takes raw text and normalises it first."""
+
+    stage_group: tuple[re.Pattern[str], ...]
+    tnm: tuple[re.Pattern[str], ...]
+    summary: tuple[re.Pattern[str], ...]
+    basis_words: tuple[re.Pattern[str], ...]
+    plain: tuple[re.Pattern[str], ...]
+
+    def groups(self, text: str) -> list[tuple[str | None, str]]:
+        """(basis, stage group) of every "stage ..." phrase."""
+        plain = _plain(text)
+        return [
+            (_basis_word(m.group("basis")), roman_group(m.group("group")))
+            for p in self.stage_group
+            for m in p.finditer(plain)
+        ]
+
+    def tnm_readings(self, text: str) -> list[TnmText]:
+        plain = _plain(text)
+        return [
+            TnmText(_basis_word(m.group("basis")), m.group("t"), m.group("n"), m.group("m"))
+            for p in self.tnm
+            for m in p.finditer(plain)
+        ]
+
+    def summary_group(self, text: str) -> str | None:
+        plain = _plain(text)
+        for p in self.summary:
+            m = p.search(plain)
+            if m:
+                return roman_group(m.group("group"))
+        return None
+
+    def basis(self, text: str) -> str | None:
+        """The basis a staging code's words name: post-therapy, pathological or clinical."""
+        plain = _plain(text)
+        for p in self.basis_words:
+            m = p.search(plain)
+            if m:
+                return next(
+                    name.replace("post", "post-therapy")
+                    for name in ("post", "pathological", "clinical")
+                    if m.group(name)
+                )
+        return None
+
+    def plain_staging(self, text: str) -> bool:
+        """Does the text say only "staging of a new breast cancer"?"""
+        return not self.without_plain_staging(text)
+
+    def without_plain_staging(self, text: str) -> str:
+        """The text with its plain-staging phrases taken out (normalised, stripped)."""
+        plain = _plain(text)
+        for p in self.plain:
+            plain = p.sub(" ", plain)
+        return " ".join(plain.split())
+
+
+def _load_stage_text(path: Path) -> StageText:
+    if not path.is_file():
+        raise MappingError(str(path), "", "file is missing")
+    try:
+        doc = StageTextFile.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc
+    compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for section, names in _GROUPS.items():
+        spec: StagePatterns = getattr(doc, section)
+        patterns = []
+        for i, pattern in enumerate(spec.patterns):
+            where = f"{section}.patterns[{i}]"
+            missing = names - set(re.compile(pattern).groupindex)
+            if missing:
+                raise MappingError(str(path), where, f"named groups missing: {sorted(missing)}")
+            patterns.append(_compile(path, where, pattern))
+        compiled[section] = tuple(patterns)
+    reader = StageText(
+        compiled["stage_group"],
+        compiled["tnm"],
+        compiled["summary"],
+        compiled["basis"],
+        compiled["plain_staging"],
+    )
+    checks = {
+        "stage_group": lambda t: bool(reader.groups(t)),
+        "tnm": lambda t: bool(reader.tnm_readings(t)),
+        "summary": lambda t: reader.summary_group(t) is not None,
+        "basis": lambda t: reader.basis(t) is not None,
+        "plain_staging": reader.plain_staging,
+    }
+    for section, check in checks.items():
+        spec = getattr(doc, section)
+        for text in spec.must_match:
+            if not check(text):
+                raise MappingError(str(path), f"{section}.must_match", f"{text!r} is not read")
+        for text in spec.must_not_match:
+            if check(text):
+                raise MappingError(str(path), f"{section}.must_not_match", f"{text!r} is read")
+    return reader
