@@ -8,11 +8,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..facts import ConditionFact, MedicationFact, ObservationFact, PatientFacts, ProcedureFact
+from ..facts import (
+    ConditionFact,
+    MedicationFact,
+    ObservationFact,
+    PatientFacts,
+    ProcedureFact,
+    StageFact,
+)
 from ..mappings import Knowledge
 from .dates import parse_date
 from .elements import as_str
 from .reader import ResourceReader
+from .stages import StageReader
 
 # The types read as a past or planned study, and as a medication.
 PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
@@ -36,6 +44,7 @@ def build_facts(
     ``validate_cited`` can validate the few records a card cites.
     """
     reader = ResourceReader(knowledge)
+    staging = StageReader(knowledge)
     items: list[tuple[str, int, Mapping[str, Any]]] = []
     seen: dict[str, set[str]] = {}  # ids per type: one resource reached by two searches
     for key, found in resources.items():
@@ -62,6 +71,7 @@ def build_facts(
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
+    stages: list[StageFact] = []
     for key, index, raw in items:
         rtype = raw.get("resourceType")
         fact: ConditionFact | ObservationFact | ProcedureFact | MedicationFact | None
@@ -69,16 +79,24 @@ def build_facts(
             fact = reader.condition(raw, birth)
             if fact is not None:
                 conditions.append(fact)
+            if "stage" in raw or fact is not None:
+                dated = (
+                    (fact.onset or fact.recorded) if fact else parse_date(raw.get("onsetDateTime"))
+                )
+                stages += staging.condition(raw, dated)
         elif rtype == "Observation":
             fact = reader.observation(raw)
             if fact is not None:
                 observations.append(fact)
             if "component" in raw:  # a panel: each analyte judged as its own result
                 observations += reader.component_labs(raw)
+            stages += staging.observation(raw, reader.observation_name(raw.get("code"))[0])
         elif rtype in PROCEDURE_TYPES:
             fact = reader.procedure(raw)
             if fact is not None:
                 procedures.append(fact)
+            if rtype == "DiagnosticReport":
+                stages += staging.report(raw)
         elif rtype in MEDICATION_TYPES:
             fact = reader.medication(raw)
             if fact is not None:
@@ -94,4 +112,5 @@ def build_facts(
         observations=tuple(observations),
         procedures=tuple(procedures),
         medications=tuple(medications),
+        stages=staging.linked(stages),
     )
