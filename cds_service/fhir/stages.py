@@ -28,6 +28,12 @@ STAGE_OBSERVATIONS = frozenset(
 )
 
 
+def _short(display: str) -> str:
+    """A SNOMED AJCC value's display as a clinician writes it ("AJCC stage IA")."""
+    display = display.replace("American Joint Committee on Cancer", "AJCC")
+    return display.removesuffix(" (qualifier value)")
+
+
 def _target(reference: Any, kind: str) -> str | None:
     ref = as_str(as_dict(reference).get("reference")) or ""
     return ref.split("/")[-1] if ref.startswith(f"{kind}/") else None
@@ -48,19 +54,23 @@ class StageReader:
     ) -> list[StageFact]:
         """The stage groups and TNM categories written in one text."""
         found = [
-            StageFact(rid, kind, text, basis, group, when=when, focus=focus, how="stage words")
+            StageFact(
+                rid, kind, f"stage {group}", basis, group, when=when, focus=focus, how="stage words"
+            )
             for basis, group in self.words.groups(text)
         ]
         for tnm in self.words.tnm_readings(text):
+            t = f"T{tnm.t.lower()}" if tnm.t != "IS" else "Tis"
+            n, m = f"N{tnm.n.lower()}", f"M{tnm.m}" if tnm.m else None
             found.append(
                 StageFact(
                     rid,
                     kind,
-                    text,
+                    " ".join(x for x in (t, n, m) if x),
                     tnm.basis,
-                    t=f"T{tnm.t.lower()}" if tnm.t != "IS" else "Tis",
-                    n=f"N{tnm.n.lower()}",
-                    m=f"M{tnm.m}" if tnm.m else None,
+                    t=t,
+                    n=n,
+                    m=m,
                     when=when,
                     focus=focus,
                     how="stage words",
@@ -77,13 +87,13 @@ class StageReader:
         found: list[StageFact] = []
         if values:
             code = next(f"{s}|{c}" for s, c in pairs if self.codes.lookup(s, c))
-            label = concept_label(concept)
+            label = _short(concept_label(concept))
             found.append(StageFact(rid, "", label, basis, None, concepts=values, how=code))
         text = as_str(as_dict(concept).get("text"))  # words only: a code's display is not read
         if text:
             group = self.words.summary_group(text)
             if group is not None:
-                found.append(StageFact(rid, "", text, basis, group, how="stage words"))
+                found.append(StageFact(rid, "", f"stage {group}", basis, group, how="stage words"))
             else:
                 found += self._from_words(text, "", rid, when, focus)
         return [replace(f, when=when, focus=focus, basis=f.basis or basis) for f in found]

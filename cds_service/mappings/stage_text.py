@@ -8,12 +8,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ..errors import MappingError
 from .patterns import _compile
-from .schema import _fail, _read_json, _Strict
-from .text import _plain
+from .schema import _read_model, _Strict
+from .text import _check_examples, _plain
 
 
 class StagePatterns(_Strict):
@@ -126,12 +126,7 @@ class StageText:
 
 
 def _load_stage_text(path: Path) -> StageText:
-    if not path.is_file():
-        raise MappingError(str(path), "", "file is missing")
-    try:
-        doc = StageTextFile.model_validate(_read_json(path))
-    except ValidationError as exc:
-        raise _fail(path, exc) from exc
+    doc = _read_model(path, StageTextFile)
     compiled: dict[str, tuple[re.Pattern[str], ...]] = {}
     for section, names in _GROUPS.items():
         spec: StagePatterns = getattr(doc, section)
@@ -158,11 +153,5 @@ def _load_stage_text(path: Path) -> StageText:
         "plain_staging": reader.plain_staging,
     }
     for section, check in checks.items():
-        spec = getattr(doc, section)
-        for text in spec.must_match:
-            if not check(text):
-                raise MappingError(str(path), f"{section}.must_match", f"{text!r} is not read")
-        for text in spec.must_not_match:
-            if check(text):
-                raise MappingError(str(path), f"{section}.must_not_match", f"{text!r} is read")
+        _check_examples(path, section, getattr(doc, section), check)
     return reader

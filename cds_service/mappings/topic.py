@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ..errors import MappingError
-from .schema import ConceptDef, _fail, _read_json, _Strict
+from .schema import ConceptDef, _read_model, _Strict
 
 CATEGORIES = ("Usually Appropriate", "May Be Appropriate", "Usually Not Appropriate")
 
@@ -120,12 +120,7 @@ class AcrTopic:
 
 
 def _load_topic(path: Path, concepts: Mapping[str, ConceptDef]) -> AcrTopic:
-    if not path.is_file():
-        raise MappingError(str(path), "", "file is missing")
-    try:
-        doc = TopicFile.model_validate(_read_json(path))
-    except ValidationError as exc:
-        raise _fail(path, exc) from exc
+    doc = _read_model(path, TopicFile)
     if set(doc.categories) != set(CATEGORIES):
         raise MappingError(str(path), "categories", f"expected {list(CATEGORIES)}")
     for key, proc in doc.procedures.items():
@@ -146,13 +141,15 @@ def _load_topic(path: Path, concepts: Mapping[str, ConceptDef]) -> AcrTopic:
         if not isinstance(v.ratings, tuple):
             continue
         for j, row in enumerate(v.ratings):
-            proc = doc.procedures.get(row.procedure)
-            if proc is None or row.category not in CATEGORIES or row.rrl != proc.rrl:
+            procedure = doc.procedures.get(row.procedure)
+            if procedure is None or row.category not in CATEGORIES or row.rrl != procedure.rrl:
                 raise MappingError(
                     str(path), f"{where}.ratings[{j}]", "unknown procedure, category or RRL"
                 )
-            for study in proc.study_keys:
-                rating = StudyRating(v.number, row.category, proc.rrl, proc.dose, row.acr_name)
+            for study in procedure.study_keys:
+                rating = StudyRating(
+                    v.number, row.category, procedure.rrl, procedure.dose, row.acr_name
+                )
                 rows.setdefault((v.number, study), []).append(rating)
     ratings = {key: _one(found) for key, found in rows.items()}
     rated = {key: r for key, r in ratings.items() if r is not None}

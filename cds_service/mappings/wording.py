@@ -6,11 +6,11 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ..errors import MappingError
 from .guideline import GuidelineFile
-from .schema import _fail, _read_json, _Strict
+from .schema import _read_model, _Strict
 
 
 class CodingDef(_Strict):
@@ -138,17 +138,12 @@ _PLACEHOLDERS = {
 _EARLY_STAGE_PLACEHOLDERS = {
     "warning_summary": {"study"},
     "headline": {"study", "rating", "radiation"},
-    "this_patient": {"records", "stage", "basis", "date"},
+    "this_patient": {"records", "stage", "date"},
 }
 
 
 def _load_wording(path: Path, guideline: GuidelineFile) -> WordingFile:
-    if not path.is_file():
-        raise MappingError(str(path), "", "file is missing")
-    try:
-        doc = WordingFile.model_validate(_read_json(path))
-    except ValidationError as exc:
-        raise _fail(path, exc) from exc
+    doc = _read_model(path, WordingFile)
     for section, phrases, allowed in (
         ("card", doc.card, _PLACEHOLDERS),
         ("early_stage_card", doc.early_stage_card, _EARLY_STAGE_PLACEHOLDERS),

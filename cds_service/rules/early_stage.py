@@ -37,31 +37,25 @@ LATE_GROUPS = frozenset({"IIB", "III", "IIIA", "IIIB", "IIIC", "IV", "IVA", "IVB
 Reading = str  # "early" | "late" | "unplaced" | "partial"
 
 
-def _t_class(stage: StageFact) -> str | None:
-    """T as "T0", "T1", "T2", "late", "unplaced" or None (not given)."""
-    if stage.concepts & {T1}:
-        return "T1"
-    if stage.concepts & {T2}:
-        return "T2"
-    if stage.concepts & {T_LATE} or (stage.t and stage.t[1:2] in ("3", "4")):
-        return "late"
-    if stage.t:
-        head = stage.t[1:2]
-        return {"0": "T0", "1": "T1", "2": "T2"}.get(head, "unplaced")  # Tis, TX
-    return None
+# How a coded and a written T or N category read: T0-T2 and N0-N1 by name, the rest "late";
+# a written category not in the table (Tis, TX, NX) cannot be placed.
+_CODED = {
+    "T": ((T1, "T1"), (T2, "T2"), (T_LATE, "late")),
+    "N": ((N0, "N0"), (N1, "N1"), (N_LATE, "late")),
+}
+_WRITTEN = {
+    "T": {"0": "T0", "1": "T1", "2": "T2", "3": "late", "4": "late"},
+    "N": {"0": "N0", "1": "N1", "2": "late", "3": "late"},
+}
 
 
-def _n_class(stage: StageFact) -> str | None:
-    """N as "N0", "N1", "late", "unplaced" or None (not given)."""
-    if stage.concepts & {N0}:
-        return "N0"
-    if stage.concepts & {N1}:
-        return "N1"
-    if stage.concepts & {N_LATE} or (stage.n and stage.n[1:2] in ("2", "3")):
-        return "late"
-    if stage.n:
-        return {"0": "N0", "1": "N1"}.get(stage.n[1:2], "unplaced")  # NX
-    return None
+def _category(stage: StageFact, axis: str) -> str | None:
+    """T or N as "T0".."T2", "N0", "N1", "late", "unplaced", or None (not given)."""
+    for concept, name in _CODED[axis]:
+        if concept in stage.concepts:
+            return name
+    written = stage.t if axis == "T" else stage.n
+    return _WRITTEN[axis].get(written[1:2], "unplaced") if written else None
 
 
 def _late(stage: StageFact) -> bool:
@@ -70,8 +64,8 @@ def _late(stage: StageFact) -> bool:
         stage.concepts & {LATE_GROUP, "stage-iv-value", "m1-value", T_LATE, N_LATE}
         or stage.group in LATE_GROUPS
         or stage.m == "M1"
-        or _t_class(stage) == "late"
-        or _n_class(stage) == "late"
+        or _category(stage, "T") == "late"
+        or _category(stage, "N") == "late"
     )
 
 
@@ -87,8 +81,8 @@ def classify(readings: Sequence[StageFact]) -> Reading:
         s.concepts & STAGE_UNPLACED or (s.group and s.group not in EARLY_GROUPS) for s in groups
     ):
         return "unplaced"  # "stage II", stage 0, a generic value, TX, NX
-    t = {c for s in readings if (c := _t_class(s))}
-    n = {c for s in readings if (c := _n_class(s))}
+    t = {c for s in readings if (c := _category(s, "T"))}
+    n = {c for s in readings if (c := _category(s, "N"))}
     if "unplaced" in t | n or len(t) > 1 or len(n) > 1:
         return "unplaced"
     if t and n:
