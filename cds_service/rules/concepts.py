@@ -16,6 +16,12 @@ METASTATIC = "metastatic-disease"
 DISTANT_METASTASIS = "distant-metastasis-finding"
 STAGE_GROUP = "stage-group-observation"
 M_CATEGORY = "m-category-observation"
+# The other staging observations (mappings/stage-codes.json), fetched with the stage group.
+STAGE_OBSERVATIONS = (
+    "t-category-observation",
+    "n-category-observation",
+    "m-category-other-observation",
+)
 STAGE_IV = "stage-iv-value"
 M1 = "m1-value"
 DISEASE_STATUS = "disease-status-observation"
@@ -132,6 +138,7 @@ REQUIRED_CONCEPTS = frozenset(
         *LABS,
         *STUDIES,
         *STAGE_CONCEPTS,
+        *STAGE_OBSERVATIONS,
     }
 )
 
