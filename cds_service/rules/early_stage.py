@@ -76,7 +76,7 @@ def classify(readings: Sequence[StageFact]) -> Reading:
         return "late"
     if any(s.basis == "post-therapy" for s in readings):
         return "unplaced"  # yp: after neoadjuvant therapy, not the stage at presentation
-    groups = [s for s in readings if s.group or s.concepts & {EARLY_GROUP} | STAGE_UNPLACED]
+    groups = [s for s in readings if s.group or s.concepts & (STAGE_UNPLACED | {EARLY_GROUP})]
     if any(
         s.concepts & STAGE_UNPLACED or (s.group and s.group not in EARLY_GROUPS) for s in groups
     ):
