@@ -103,6 +103,7 @@ class StageFact:
     concepts: frozenset[str] = frozenset()
     when: date | None = None
     focus: str | None = None
+    side: str | None = None  # "left" | "right": the side its own words name (unfocused text)
     how: str = ""  # the code ("system|code") or the words that named it
 
 

@@ -156,3 +156,14 @@ def test_stage_words_in_a_pathology_report(knowledge: Knowledge) -> None:
     found = stages(knowledge, report)
     assert {(s.basis, s.t, s.n, s.m) for s in found if s.t} == {("pathological", "T1b", "N0", "M0")}
     assert all(s.focus is None and s.kind == "DiagnosticReport" for s in found)
+
+
+def test_a_report_names_its_side(knowledge: Knowledge) -> None:
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "path",
+        "code": {"text": "Surgical pathology - right breast lumpectomy"},
+        "conclusion": "IDC 1.4 cm. pT1c pN0(sn).",
+    }
+    [found] = stages(knowledge, report)
+    assert found.side == "right"

@@ -137,7 +137,9 @@ class StageReader:
             return []
         rid = as_str(raw.get("id")) or ""
         when = first_date(raw, "effectiveDateTime", "effectivePeriod.start", "issued")
-        return self._from_words(conclusion, "DiagnosticReport", rid, when, None)
+        side = self.words.side(" ".join([*concept_texts(raw.get("code"))[:1], conclusion]))
+        found = self._from_words(conclusion, "DiagnosticReport", rid, when, None)
+        return [replace(f, side=side) for f in found]
 
     def linked(self, stages: Iterable[StageFact]) -> tuple[StageFact, ...]:
         """Unfocused Observations assessed by a Condition's stage, or members of a focused

@@ -30,6 +30,7 @@ class StageTextFile(_Strict):
     summary: StagePatterns
     basis: StagePatterns
     plain_staging: StagePatterns
+    side: StagePatterns
 
 
 # What each section's patterns must name (its named groups).
@@ -39,6 +40,7 @@ _GROUPS = {
     "summary": {"group"},
     "basis": {"post", "pathological", "clinical"},
     "plain_staging": set(),
+    "side": {"left", "right"},
 }
 _NUMERALS = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
 _BASES = {"C": "clinical", "P": "pathological", "CLINICAL": "clinical"}
@@ -74,6 +76,7 @@ class StageText:
     summary: tuple[re.Pattern[str], ...]
     basis_words: tuple[re.Pattern[str], ...]
     plain: tuple[re.Pattern[str], ...]
+    sides: tuple[re.Pattern[str], ...]
 
     def groups(self, text: str) -> list[tuple[str | None, str]]:
         """(basis, stage group) of every "stage ..." phrase."""
@@ -113,6 +116,18 @@ class StageText:
                 )
         return None
 
+    def side(self, text: str) -> str | None:
+        """ "left" or "right" when the text names that side only."""
+        plain = _plain(text)
+        named = {
+            name
+            for p in self.sides
+            for m in p.finditer(plain)
+            for name in ("left", "right")
+            if m.group(name)
+        }
+        return named.pop() if len(named) == 1 else None
+
     def plain_staging(self, text: str) -> bool:
         """Does the text say only "staging of a new breast cancer"?"""
         return not self.without_plain_staging(text)
@@ -144,6 +159,7 @@ def _load_stage_text(path: Path) -> StageText:
         compiled["summary"],
         compiled["basis"],
         compiled["plain_staging"],
+        compiled["side"],
     )
     checks = {
         "stage_group": lambda t: bool(reader.groups(t)),
@@ -151,6 +167,7 @@ def _load_stage_text(path: Path) -> StageText:
         "summary": lambda t: reader.summary_group(t) is not None,
         "basis": lambda t: reader.basis(t) is not None,
         "plain_staging": reader.plain_staging,
+        "side": lambda t: reader.side(t) is not None,
     }
     for section, check in checks.items():
         _check_examples(path, section, getattr(doc, section), check)

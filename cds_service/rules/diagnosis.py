@@ -64,6 +64,12 @@ def _side(system: str, code: str) -> str | None:
     return None
 
 
+def side_of(condition: ConditionFact) -> str | None:
+    """ "left" or "right" when the entry's ICD-10-CM codes name one side only."""
+    sides = {s for system, code in condition.codes if (s := _side(system, code)) in ("1", "2")}
+    return {"1": "right", "2": "left"}[sides.pop()] if len(sides) == 1 else None
+
+
 def _same_breast(codes: frozenset[tuple[str, str]], dated: set[tuple[str, str]]) -> bool:
     """Does an undated entry name the same breast as a dated one (C50.912 beside C50.412: both
     left)? Then it is that diagnosis recorded again (a visit's encounter diagnosis), not a new

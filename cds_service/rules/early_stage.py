@@ -24,7 +24,7 @@ from .concepts import (
     T2,
     T_LATE,
 )
-from .diagnosis import breast_cancer_conditions, diagnosing_entry, diagnosis_date
+from .diagnosis import breast_cancer_conditions, diagnosing_entry, diagnosis_date, side_of
 from .findings import Assessment, Evidence, Finding
 from .records import condition_date, counts
 
@@ -112,7 +112,8 @@ def _same_diagnosis(cancers: Sequence[ConditionFact], facts: PatientFacts) -> se
 def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     """The stage readings that belong to the diagnosis being staged. A stage that names
     another Condition is not ours; one that names none counts only when it is dated from about
-    the diagnosis on and the record holds no other cancer it could belong to."""
+    the diagnosis on, the record holds no other cancer it could belong to, and the side it
+    names (if any) is not the other breast."""
     cancers = breast_cancer_conditions(facts)
     ours = _same_diagnosis(cancers, facts)
     diagnosed = diagnosis_date(cancers)
@@ -126,11 +127,19 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
         and c.concepts & {BREAST_CANCER, HISTORY, OTHER_CANCER, DCIS}
     ]
     since = diagnosed - timedelta(days=STAGE_BEFORE_DIAGNOSIS_DAYS)
+    entry = diagnosing_entry(cancers)
+    side = side_of(entry) if entry else None
     return [
         s
         for s in facts.stages
         if s.focus in ours
-        or (s.focus is None and not others and s.when is not None and s.when >= since)
+        or (
+            s.focus is None
+            and not others
+            and s.when is not None
+            and s.when >= since
+            and (s.side is None or side is None or s.side == side)
+        )
     ]
 
 

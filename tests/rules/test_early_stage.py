@@ -199,3 +199,12 @@ def test_a_survivor_with_an_early_original_stage_keeps_variant_10(knowledge: Kno
         stages=(stage(focus="old", when=ago(5 * 365)),),
     )
     assert verdict(facts, knowledge) == ("warn", "variant-10")
+
+
+def test_an_unfocused_stage_of_the_other_breast_is_not_ours() -> None:
+    left = replace(NEW, codes=frozenset({("http://hl7.org/fhir/sid/icd-10-cm", "C50.412")}))
+    report = words("T1b N0", kind="DiagnosticReport", id="rep", t="T1b", n="N0", focus=None)
+    facts = PatientFacts(conditions=(left,), stages=(replace(report, side="right"),))
+    assert early_stage(facts) is None
+    assert early_stage(replace(facts, stages=(replace(report, side="left"),))) is not None
+    assert early_stage(replace(facts, stages=(report,))) is not None  # side not given
