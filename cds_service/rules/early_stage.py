@@ -94,7 +94,7 @@ def classify(readings: Sequence[StageFact]) -> Reading:
     return "early" if groups else "partial"
 
 
-def _same_diagnosis(cancers: Sequence[ConditionFact], facts: PatientFacts) -> set[str]:
+def _same_diagnosis(cancers: Sequence[ConditionFact]) -> set[str]:
     """The breast cancer entries of the diagnosis being staged: the diagnosing entry and those
     recorded around it (not an older cancer, not a history entry)."""
     entry = diagnosing_entry(cancers)
@@ -115,7 +115,7 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     the diagnosis on, the record holds no other cancer it could belong to, and the side it
     names (if any) is not the other breast."""
     cancers = breast_cancer_conditions(facts)
-    ours = _same_diagnosis(cancers, facts)
+    ours = _same_diagnosis(cancers)
     diagnosed = diagnosis_date(cancers)
     if not ours or diagnosed is None:
         return []
@@ -173,25 +173,29 @@ def plain_reasons(order: OrderFact, facts: PatientFacts, knowledge: Knowledge) -
     for reason in order.reasons:
         if reason.concepts - {BREAST_CANCER, "receptor-status-codes"}:
             return False
-        if reason.text and not (reason.concepts and not _names_more(reason.text, knowledge)):
-            if not words.plain_staging(reason.text):
-                return False
+        # A breast cancer code whose text says nothing more ("Malignant neoplasm of ... breast"),
+        # or words that say only "staging" ("initial staging", "staging - new dx").
+        coded_plainly = bool(reason.concepts) and not _names_more((reason.text,), knowledge)
+        if reason.text and not coded_plainly and not words.plain_staging(reason.text):
+            return False
     for ref in order.reason_references:
         target = by_id.get(ref.split("/")[-1]) if ref.startswith("Condition/") else None
         if target is None or BREAST_CANCER not in target.concepts:
             return False
+    # The order's own name and words: "PET/CT ... INITIAL STAGING" is the scenario,
+    # "PET/CT RESTAGING" or a note naming a finding is not.
     left = words.without_plain_staging(order.text)
-    if knowledge.text.names_work_up(left) or _names_more(order.text, knowledge, order.words):
-        return False
-    return True
+    return not knowledge.text.names_work_up(left) and not _names_more(
+        (order.text, *order.words), knowledge
+    )
 
 
-def _names_more(text: str, knowledge: Knowledge, extra: Sequence[str] = ()) -> bool:
+def _names_more(texts: Sequence[str], knowledge: Knowledge) -> bool:
     """Words that name a symptom, a finding or another indication, staging phrases aside."""
-    cleared = knowledge.stage_text.without_plain_staging(text)
+    cleared = [knowledge.stage_text.without_plain_staging(t) for t in texts if t]
     return bool(
-        knowledge.words.concepts("order", (cleared, *extra))
-        or knowledge.text.mentions_finding(cleared)
+        knowledge.words.concepts("order", cleared)
+        or any(knowledge.text.mentions_finding(t) for t in cleared)
     )
 
 

@@ -208,3 +208,10 @@ def test_an_unfocused_stage_of_the_other_breast_is_not_ours() -> None:
     assert early_stage(facts) is None
     assert early_stage(replace(facts, stages=(replace(report, side="left"),))) is not None
     assert early_stage(replace(facts, stages=(report,))) is not None  # side not given
+
+
+def test_the_order_notes_are_read_with_staging_phrases_taken_out(knowledge: Knowledge) -> None:
+    plain = replace(STAGING, words=("Baseline staging scans",))
+    assert verdict(new_patient(stage()), knowledge, plain)[0] == "warn"
+    suspicious = replace(STAGING, words=("staging; r/o mets, new back pain",))
+    assert verdict(new_patient(stage()), knowledge, suspicious)[0] == "silent"
