@@ -167,3 +167,9 @@ def test_a_report_names_its_side(knowledge: Knowledge) -> None:
     }
     [found] = stages(knowledge, report)
     assert found.side == "right"
+
+
+def test_a_stage_range_is_read_as_a_range(knowledge: Knowledge) -> None:
+    note = [{"text": "Early stage I-II disease, staging pending."}]
+    [found] = stages(knowledge, cancer(note=note))
+    assert found.group == "I-II"  # neither early nor late: the rule places nothing on it

@@ -35,7 +35,7 @@ class StageTextFile(_Strict):
 
 # What each section's patterns must name (its named groups).
 _GROUPS = {
-    "stage_group": {"group", "basis"},
+    "stage_group": {"group", "basis", "upto"},
     "tnm": {"basis", "t", "n", "m"},
     "summary": {"group"},
     "basis": {"post", "pathological", "clinical"},
@@ -81,11 +81,14 @@ class StageText:
     def groups(self, text: str) -> list[tuple[str | None, str]]:
         """(basis, stage group) of every "stage ..." phrase."""
         plain = _plain(text)
-        return [
-            (_basis_word(m.group("basis")), roman_group(m.group("group")))
-            for p in self.stage_group
-            for m in p.finditer(plain)
-        ]
+        found = []
+        for p in self.stage_group:
+            for m in p.finditer(plain):
+                group = roman_group(m.group("group"))
+                if m.group("upto"):  # a range, "stage I-II": it places nothing
+                    group = f"{group}-{roman_group(m.group('upto'))}"
+                found.append((_basis_word(m.group("basis")), group))
+        return found
 
     def tnm_readings(self, text: str) -> list[TnmText]:
         plain = _plain(text)
