@@ -173,3 +173,13 @@ def test_a_stage_range_is_read_as_a_range(knowledge: Knowledge) -> None:
     note = [{"text": "Early stage I-II disease, staging pending."}]
     [found] = stages(knowledge, cancer(note=note))
     assert found.group == "I-II"  # neither early nor late: the rule places nothing on it
+
+
+def test_a_report_about_another_organ_gives_no_stage(knowledge: Knowledge) -> None:
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "ct",
+        "code": {"text": "CT chest"},
+        "conclusion": "1.8 cm RUL mass, suspicious for primary lung cancer, stage IA.",
+    }
+    assert stages(knowledge, report) == ()

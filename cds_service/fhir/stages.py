@@ -131,13 +131,17 @@ class StageReader:
         return [replace(f, kind="Observation") for f in found]
 
     def report(self, raw: Mapping[str, Any]) -> list[StageFact]:
-        """Stage words in a report's conclusion (a pathology report's "pT1c pN0(sn)")."""
+        """Stage words in the conclusion of a report about the breast (a pathology report's
+        "pT1c pN0(sn)")."""
         conclusion = as_str(raw.get("conclusion"))
         if not conclusion:
             return []
         rid = as_str(raw.get("id")) or ""
         when = first_date(raw, "effectiveDateTime", "effectivePeriod.start", "issued")
-        side = self.words.side(" ".join([*concept_texts(raw.get("code"))[:1], conclusion]))
+        about = " ".join([*concept_texts(raw.get("code"))[:1], conclusion])
+        if not self.words.about_breast(about):
+            return []  # another organ's report: its stage is not this cancer's
+        side = self.words.side(about)
         found = self._from_words(conclusion, "DiagnosticReport", rid, when, None)
         return [replace(f, side=side) for f in found]
 

@@ -31,6 +31,7 @@ class StageTextFile(_Strict):
     basis: StagePatterns
     plain_staging: StagePatterns
     side: StagePatterns
+    breast_report: StagePatterns
 
 
 # What each section's patterns must name (its named groups).
@@ -41,6 +42,7 @@ _GROUPS = {
     "basis": {"post", "pathological", "clinical"},
     "plain_staging": set(),
     "side": {"left", "right"},
+    "breast_report": set(),
 }
 _NUMERALS = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
 _BASES = {"C": "clinical", "P": "pathological", "CLINICAL": "clinical"}
@@ -77,6 +79,7 @@ class StageText:
     basis_words: tuple[re.Pattern[str], ...]
     plain: tuple[re.Pattern[str], ...]
     sides: tuple[re.Pattern[str], ...]
+    breast: tuple[re.Pattern[str], ...]
 
     def groups(self, text: str) -> list[tuple[str | None, str]]:
         """(basis, stage group) of every "stage ..." phrase."""
@@ -131,6 +134,11 @@ class StageText:
         }
         return named.pop() if len(named) == 1 else None
 
+    def about_breast(self, text: str) -> bool:
+        """Is a report about the breast (its stage words are then read)?"""
+        plain = _plain(text)
+        return any(p.search(plain) for p in self.breast)
+
     def plain_staging(self, text: str) -> bool:
         """Does the text say only "staging of a new breast cancer"?"""
         return not self.without_plain_staging(text)
@@ -163,6 +171,7 @@ def _load_stage_text(path: Path) -> StageText:
         compiled["basis"],
         compiled["plain_staging"],
         compiled["side"],
+        compiled["breast_report"],
     )
     checks = {
         "stage_group": lambda t: bool(reader.groups(t)),
@@ -171,6 +180,7 @@ def _load_stage_text(path: Path) -> StageText:
         "basis": lambda t: reader.basis(t) is not None,
         "plain_staging": reader.plain_staging,
         "side": lambda t: reader.side(t) is not None,
+        "breast_report": reader.about_breast,
     }
     for section, check in checks.items():
         _check_examples(path, section, getattr(doc, section), check)
