@@ -74,6 +74,7 @@ def build_facts(
     stages: list[StageFact] = []
     for key, index, raw in items:
         rtype = raw.get("resourceType")
+        staged = len(stages)
         fact: ConditionFact | ObservationFact | ProcedureFact | MedicationFact | None
         if rtype == "Condition":
             fact = reader.condition(raw, birth)
@@ -103,7 +104,7 @@ def build_facts(
                 medications.append(fact)
         else:
             continue
-        if fact is not None and sources is not None:
+        if (fact is not None or len(stages) > staged) and sources is not None:
             sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
     return PatientFacts(
         birth_date=birth,
