@@ -20,6 +20,8 @@ import pytest
 from flask import Flask
 
 from cds_service import create_app
+from cds_service.cards.text import visible_words
+from cds_service.cards.warning import WORD_BUDGET
 
 from .conformance import assert_conformant
 from .conftest import FIXTURES, SERVICE_FOR_HOOK, load_json
@@ -100,6 +102,7 @@ def test_chart(chart: dict[str, Any], answers: dict[str, dict[str, Any]]) -> Non
         if chart["variant"] == "2":
             assert marks["rule"] == "variant-2"
             assert "Variants 1-2" in card["detail"] and "Usually Not Appropriate" in card["detail"]
+            assert visible_words(card["detail"]) <= WORD_BUDGET
             assert "mammogram" not in " ".join(s["label"] for s in card.get("suggestions", []))
         else:  # a survivor: the Variant 10 card, whatever her original stage
             assert marks["rule"] == "variant-10" and "Variant 10" in card["detail"]
