@@ -85,6 +85,29 @@ class OrderFact:
 
 
 @dataclass(frozen=True)
+class StageFact:
+    """One reading of a cancer's stage: a coded stage group or T/N/M category, or stage words.
+
+    ``group``, ``t``, ``n``, ``m`` are read from words ("IA", "T1c", "N0", "MX"); ``concepts``
+    are the value concepts of a coded stage (``stage-group-early-value``, ``t1-value``, ...).
+    ``focus`` is the id of the Condition it belongs to, when the record says."""
+
+    id: str
+    kind: str  # the resource type it came from
+    label: str
+    basis: str | None = None  # "clinical" | "pathological" | "post-therapy"
+    group: str | None = None
+    t: str | None = None
+    n: str | None = None
+    m: str | None = None
+    concepts: frozenset[str] = frozenset()
+    when: date | None = None
+    focus: str | None = None
+    side: str | None = None  # "left" | "right": the side its own words name (unfocused text)
+    how: str = ""  # the code ("system|code") or the words that named it
+
+
+@dataclass(frozen=True)
 class PatientFacts:
     birth_date: date | None = None
     gender: str | None = None
@@ -92,3 +115,4 @@ class PatientFacts:
     observations: tuple[ObservationFact, ...] = ()
     procedures: tuple[ProcedureFact, ...] = ()
     medications: tuple[MedicationFact, ...] = ()
+    stages: tuple[StageFact, ...] = ()

@@ -52,7 +52,14 @@ def test_observation_template_lists_exactly_the_codes_the_rules_read(app: Flask)
     prefetch = app.extensions["cds_service"].services["breast-surveillance-order-sign"].prefetch
     wanted = _expected(
         app,
-        [*rules.LABS, rules.STAGE_GROUP, rules.M_CATEGORY, rules.DISEASE_STATUS, *rules.SYMPTOMS],
+        [
+            *rules.LABS,
+            rules.STAGE_GROUP,
+            rules.M_CATEGORY,
+            *rules.STAGE_OBSERVATIONS,
+            rules.DISEASE_STATUS,
+            *rules.SYMPTOMS,
+        ],
         ["http://loinc.org", "http://snomed.info/sct"],
     )
     assert _codes(prefetch["observations"]) == wanted

@@ -16,6 +16,7 @@ from .info import targeted_card, tumor_marker_card
 from .models import Card, CardMarks, new_uuid, to_json
 from .pama import rating_action
 from .presentation import Presentation
+from .staging import early_stage_card
 from .warning import warning_card
 
 CARD_EXTENSION_KEY = NAMESPACE  # the key of the service's own data in a card's extension
@@ -54,6 +55,8 @@ def build_advice(findings: Iterable[Finding], knowledge: Knowledge, where: Prese
             actions.append(to_json(action))
             consult_ids[finding.order.reference] = consult_id
         builder = _BUILDERS.get(finding.verdict)
+        if builder is warning_card and finding.reason == "variant-2":
+            builder = early_stage_card  # ACR Variants 1-2, not 10
         if builder is None:
             continue
         marks = CardMarks(

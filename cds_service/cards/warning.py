@@ -68,7 +68,7 @@ def _mammogram_order(where: Presentation, words: CardWording) -> dict[str, Any]:
     return order
 
 
-def _suggestions(
+def order_suggestions(
     finding: Finding, where: Presentation, words: CardWording, name: str
 ) -> list[Suggestion]:
     order = finding.order
@@ -78,6 +78,7 @@ def _suggestions(
         description=words.remove_action.format(order=order.text).strip(),
         resource_id=order.reference,
     )
+    """Remove the order (when it has an id), and order a mammogram instead when one is due."""
     suggestions: list[Suggestion] = []
     if removable:
         suggestions.append(
@@ -156,7 +157,7 @@ def warning_card(finding: Finding, knowledge: Knowledge, where: Presentation) ->
         detail = _warning_detail(finding, words, info, name, page, where, shown, label_words)
         if visible_words(detail) <= WORD_BUDGET:
             break
-    suggestions = _suggestions(finding, where, words, name) if where.suggestions else []
+    suggestions = order_suggestions(finding, where, words, name) if where.suggestions else []
     return Card(
         uuid=new_uuid(),
         summary=fit_summary(words.warning_summary.format(study=name)),

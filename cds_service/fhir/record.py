@@ -8,11 +8,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..facts import ConditionFact, MedicationFact, ObservationFact, PatientFacts, ProcedureFact
+from ..facts import (
+    ConditionFact,
+    MedicationFact,
+    ObservationFact,
+    PatientFacts,
+    ProcedureFact,
+    StageFact,
+)
 from ..mappings import Knowledge
 from .dates import parse_date
 from .elements import as_str
 from .reader import ResourceReader
+from .stages import StageReader
 
 # The types read as a past or planned study, and as a medication.
 PROCEDURE_TYPES = ("Procedure", "DiagnosticReport", "ServiceRequest")
@@ -36,6 +44,7 @@ def build_facts(
     ``validate_cited`` can validate the few records a card cites.
     """
     reader = ResourceReader(knowledge)
+    staging = StageReader(knowledge)
     items: list[tuple[str, int, Mapping[str, Any]]] = []
     seen: dict[str, set[str]] = {}  # ids per type: one resource reached by two searches
     for key, found in resources.items():
@@ -62,30 +71,40 @@ def build_facts(
     observations: list[ObservationFact] = []
     procedures: list[ProcedureFact] = []
     medications: list[MedicationFact] = []
+    stages: list[StageFact] = []
     for key, index, raw in items:
         rtype = raw.get("resourceType")
+        staged = len(stages)
         fact: ConditionFact | ObservationFact | ProcedureFact | MedicationFact | None
         if rtype == "Condition":
             fact = reader.condition(raw, birth)
             if fact is not None:
                 conditions.append(fact)
+            if "stage" in raw or fact is not None:
+                dated = (
+                    (fact.onset or fact.recorded) if fact else parse_date(raw.get("onsetDateTime"))
+                )
+                stages += staging.condition(raw, dated)
         elif rtype == "Observation":
             fact = reader.observation(raw)
             if fact is not None:
                 observations.append(fact)
             if "component" in raw:  # a panel: each analyte judged as its own result
                 observations += reader.component_labs(raw)
+            stages += staging.observation(raw, reader.observation_name(raw.get("code"))[0])
         elif rtype in PROCEDURE_TYPES:
             fact = reader.procedure(raw)
             if fact is not None:
                 procedures.append(fact)
+            if rtype == "DiagnosticReport":
+                stages += staging.report(raw)
         elif rtype in MEDICATION_TYPES:
             fact = reader.medication(raw)
             if fact is not None:
                 medications.append(fact)
         else:
             continue
-        if fact is not None and sources is not None:
+        if (fact is not None or len(stages) > staged) and sources is not None:
             sources[(str(rtype), str(raw.get("id")))] = (f"prefetch.{key}[{index}]", raw)
     return PatientFacts(
         birth_date=birth,
@@ -94,4 +113,5 @@ def build_facts(
         observations=tuple(observations),
         procedures=tuple(procedures),
         medications=tuple(medications),
+        stages=staging.linked(stages),
     )

@@ -20,7 +20,9 @@ from ..memo import Memo
 from .codes import CodeMap, _build_code_map, _load_systems
 from .guideline import GuidelineFile, _load_guideline
 from .schema import ConceptDef, ConceptFile, OverrideCodeSystem, _fail, _read_json
+from .stage_text import StageText, _load_stage_text
 from .text import TextMatcher, _load_text
+from .topic import AcrTopic, _load_topic
 from .wording import WordingFile, _load_wording
 from .words import WordMatcher, _load_words
 
@@ -30,12 +32,14 @@ GUIDELINE_FILE = "acr-variant-10.json"
 OVERRIDE_FILE = "override-reasons.json"
 WORDS_FILE = "words.json"
 WORDING_FILE = "wording.json"
+TOPIC_FILE = "acr-topic.json"
+STAGE_TEXT_FILE = "stage-text.json"
 
 
 @dataclass(frozen=True)
 class Knowledge:
     """All mapping data, validated: the code index, the order-text matcher, the words that
-    silence and the guideline content."""
+    silence, the guideline content, the ACR topic and the stage words."""
 
     codes: CodeMap
     text: TextMatcher
@@ -44,6 +48,8 @@ class Knowledge:
     files: tuple[str, ...]
     words: WordMatcher
     wording: WordingFile
+    topic: AcrTopic  # the ACR topic's variants and confirmed ratings (Variants 1-2)
+    stage_text: StageText  # how a stage is written in free text
     # Readings of repeated codes (an Observation's code: its concepts and name), remembered
     # for this knowledge (fhir.reader.ResourceReader); bounded, as codes come from clients.
     readings: Memo[Any, Any] = field(
@@ -52,7 +58,16 @@ class Knowledge:
 
 
 _NOT_CONCEPT_FILES = frozenset(
-    {CODE_SYSTEMS_FILE, TEXT_PATTERNS_FILE, GUIDELINE_FILE, OVERRIDE_FILE, WORDS_FILE, WORDING_FILE}
+    {
+        CODE_SYSTEMS_FILE,
+        TEXT_PATTERNS_FILE,
+        GUIDELINE_FILE,
+        OVERRIDE_FILE,
+        WORDS_FILE,
+        WORDING_FILE,
+        TOPIC_FILE,
+        STAGE_TEXT_FILE,
+    }
 )
 
 
@@ -75,8 +90,10 @@ def load_dir(
     overrides = _load_overrides(root / OVERRIDE_FILE)
     words = _load_words(_existing(root / WORDS_FILE), concepts, frozenset(enabling))
     wording = _load_wording(root / WORDING_FILE, guideline)
+    topic = _load_topic(_existing(root / TOPIC_FILE), concepts)
+    stage_text = _load_stage_text(_existing(root / STAGE_TEXT_FILE))
     files = tuple(dict.fromkeys(path.name for path in concept_file.values()))  # in file order
-    return Knowledge(code_map, text, guideline, overrides, files, words, wording)
+    return Knowledge(code_map, text, guideline, overrides, files, words, wording, topic, stage_text)
 
 
 def _existing(path: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -195,3 +195,16 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MappingError(str(path), "", f"cannot read JSON: {exc}") from exc
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _read_model(path: Path, model: type[_Model]) -> _Model:
+    """A mapping file that must exist, read and validated against its model."""
+    if not path.is_file():
+        raise MappingError(str(path), "", "file is missing")
+    try:
+        return model.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise _fail(path, exc) from exc

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 
@@ -152,8 +152,18 @@ class TextMatcher:
         return None
 
 
+class _Examples(Protocol):
+    """A pattern group with its own test cases."""
+
+    @property
+    def must_match(self) -> tuple[str, ...]: ...
+
+    @property
+    def must_not_match(self) -> tuple[str, ...]: ...
+
+
 def _check_examples(
-    path: Path, where: str, patterns: ReasonPatterns, says: Callable[[str], bool]
+    path: Path, where: str, patterns: _Examples, says: Callable[[str], bool]
 ) -> None:
     """A pattern group's own test cases: every must_match example is read as saying it, no
     must_not_match example is."""

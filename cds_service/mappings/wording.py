@@ -6,11 +6,11 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from ..errors import MappingError
 from .guideline import GuidelineFile
-from .schema import _fail, _read_json, _Strict
+from .schema import _read_model, _Strict
 
 
 class CodingDef(_Strict):
@@ -68,6 +68,18 @@ class CardWording(_Strict):
     rating_action: str  # the description of the rating written onto the order
 
 
+class EarlyStageWording(_Strict):
+    """The Variant 1-2 warning card's words (a new clinical stage I-IIA breast cancer)."""
+
+    warning_summary: str
+    headline: str
+    why: str
+    instead: str
+    this_patient: str
+    changes: str
+    why_source: str  # where the why's figures come from (not shown)
+
+
 class GuidancePage(_Strict):
     title: str
     lead: str
@@ -96,6 +108,7 @@ class WordingFile(_Strict):
     """``wording.json``: what clinicians and patients read (cards, guidance pages, handout)."""
 
     card: CardWording
+    early_stage_card: EarlyStageWording
     pages: dict[str, GuidancePage]
     handout: Handout
     description: str | None = None
@@ -122,22 +135,28 @@ _PLACEHOLDERS = {
     "tumor_marker_this_patient": {"records"},
     "rating_action": {"rating", "order"},
 }
+_EARLY_STAGE_PLACEHOLDERS = {
+    "warning_summary": {"study"},
+    "headline": {"study", "rating", "radiation"},
+    "this_patient": {"records", "stage", "date"},
+}
 
 
 def _load_wording(path: Path, guideline: GuidelineFile) -> WordingFile:
-    if not path.is_file():
-        raise MappingError(str(path), "", "file is missing")
-    try:
-        doc = WordingFile.model_validate(_read_json(path))
-    except ValidationError as exc:
-        raise _fail(path, exc) from exc
-    for name, text in doc.card:
-        if not isinstance(text, str):
-            continue
-        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
-        unknown = used - _PLACEHOLDERS.get(name, set())
-        if unknown:
-            raise MappingError(str(path), f"card.{name}", f"unknown placeholders {sorted(unknown)}")
+    doc = _read_model(path, WordingFile)
+    for section, phrases, allowed in (
+        ("card", doc.card, _PLACEHOLDERS),
+        ("early_stage_card", doc.early_stage_card, _EARLY_STAGE_PLACEHOLDERS),
+    ):
+        for name, text in phrases:
+            if not isinstance(text, str):
+                continue
+            used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+            unknown = used - allowed.get(name, set())
+            if unknown:
+                raise MappingError(
+                    str(path), f"{section}.{name}", f"unknown placeholders {sorted(unknown)}"
+                )
     warned = {k for k, v in guideline.studies.items() if v.warn}
     missing = sorted(warned - set(doc.card.why_short))
     if missing:

@@ -16,6 +16,12 @@ METASTATIC = "metastatic-disease"
 DISTANT_METASTASIS = "distant-metastasis-finding"
 STAGE_GROUP = "stage-group-observation"
 M_CATEGORY = "m-category-observation"
+# The other staging observations (mappings/stage-codes.json), fetched with the stage group.
+STAGE_OBSERVATIONS = (
+    "t-category-observation",
+    "n-category-observation",
+    "m-category-other-observation",
+)
 STAGE_IV = "stage-iv-value"
 M1 = "m1-value"
 DISEASE_STATUS = "disease-status-observation"
@@ -40,6 +46,28 @@ IONIZED_CALCIUM = "calcium-ionized"
 PALLIATIVE = "palliative-care"  # words only (mappings/words.json)
 HER2_THERAPY = "her2-directed-therapy"
 CDK46 = "cdk46-inhibitor"
+# Stage values (mappings/stage-codes.json, staging.json) read by the Variant 1-2 rule.
+EARLY_GROUP = "stage-group-early-value"  # AJCC stage I, IA, IB, IIA
+LATE_GROUP = "stage-group-late-value"  # IIB-III
+T1, T2, T_LATE = "t1-value", "t2-value", "t-late-value"
+N0, N1, N_LATE = "n0-value", "n1-value", "n2-n3-value"
+M0, M_UNKNOWN = "m0-value", "m-unknown-value"
+# Values that cannot place a stage on either side of the IIA/IIB line, or say in situ.
+STAGE_UNPLACED = frozenset(
+    {
+        "stage-group-indeterminate-value",
+        "non-metastatic-stage-value",  # Synthea generic values and IIB/IIIC mixed: not placed
+        "stage-group-0-value",
+        "t-in-situ-or-none-value",
+        "t-unknown-value",
+        "n-unknown-value",
+    }
+)
+STAGE_CONCEPTS = frozenset(
+    {EARLY_GROUP, LATE_GROUP, T1, T2, T_LATE, N0, N1, N_LATE, M0, M_UNKNOWN, *STAGE_UNPLACED}
+)
+EARLY_STAGE_ENABLERS = frozenset({EARLY_GROUP, T1, T2, N0, N1})  # strict: V/V2 codes only
+
 # Systemic anticancer therapy other than endocrine therapy, by class (mappings/treatment.json):
 # a class whose concept the mappings do not define is simply never seen.
 SYSTEMIC_THERAPY = frozenset(
@@ -109,6 +137,8 @@ REQUIRED_CONCEPTS = frozenset(
         *SYMPTOMS,
         *LABS,
         *STUDIES,
+        *STAGE_CONCEPTS,
+        *STAGE_OBSERVATIONS,
     }
 )
 
@@ -127,5 +157,6 @@ WARNING_ENABLERS = frozenset(
         ENDOCRINE,
         "receptor-status-codes",
         *STUDIES,
+        *EARLY_STAGE_ENABLERS,
     }
 )

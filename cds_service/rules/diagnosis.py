@@ -26,13 +26,13 @@ def diagnosis_date(cancers: Sequence[ConditionFact]) -> date | None:
     recorded last month beside a C50.412 with a 2021 onset: the other breast) is a diagnosis of
     its own, dated by when it was recorded; one that shares a code with a dated entry is that
     entry recorded again."""
-    entry = _diagnosing_entry(cancers)
+    entry = diagnosing_entry(cancers)
     if entry is None:
         return None
     return entry.onset or _recorded(entry)
 
 
-def _diagnosing_entry(cancers: Sequence[ConditionFact]) -> ConditionFact | None:
+def diagnosing_entry(cancers: Sequence[ConditionFact]) -> ConditionFact | None:
     """The entry that dates the most recent diagnosis (see ``diagnosis_date``)."""
     primary = [c for c in cancers if HISTORY not in c.concepts]
     dated_entries = [c for c in primary if c.onset]
@@ -62,6 +62,12 @@ def _side(system: str, code: str) -> str | None:
     if system == _ICD10 and norm in ("C50A1", "C50A2", "C50A0"):
         return {"C50A1": "1", "C50A2": "2", "C50A0": "9"}[norm]
     return None
+
+
+def side_of(condition: ConditionFact) -> str | None:
+    """ "left" or "right" when the entry's ICD-10-CM codes name one side only."""
+    sides = {s for system, code in condition.codes if (s := _side(system, code)) in ("1", "2")}
+    return {"1": "right", "2": "left"}[sides.pop()] if len(sides) == 1 else None
 
 
 def _same_breast(codes: frozenset[tuple[str, str]], dated: set[tuple[str, str]]) -> bool:
@@ -107,7 +113,7 @@ def new_diagnosis_exclusion(
     settled = today - timedelta(days=POST_SURGERY_STAGING_DAYS)
     surgery_done = any(d is not None and diagnosed <= d <= settled for d in surgeries)
     if within(diagnosed, today, windows.new_diagnosis) and not surgery_done:
-        entry = _diagnosing_entry(cancers) or cancers[0]  # the entry that dates it
+        entry = diagnosing_entry(cancers) or cancers[0]  # the entry that dates it
         return Exclusion("initial-staging", evidence_of(entry, BREAST_CANCER))
     return None
 

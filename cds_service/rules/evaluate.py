@@ -38,14 +38,21 @@ def evaluate(
     on_partial = "partial-record" if partial else None
     findings = [
         replace(f, verdict="silent", reason=why)
-        if f.verdict == "warn" and (why := sibling_reason(f.order, drafts, knowledge) or on_partial)
+        if f.verdict == "warn"
+        and (
+            why := sibling_reason(f.order, drafts, knowledge, f.reason == "variant-2") or on_partial
+        )
         else f
         for f in findings
     ]
     if any(f.verdict == "warn" for f in findings) and mammogram_due(
         facts, drafts or orders, knowledge, today
     ):
-        findings = [replace(f, offer_mammogram=f.verdict == "warn") for f in findings]
+        # Not on a Variant 1-2 warning: a new cancer's breast imaging is part of its staging.
+        findings = [
+            replace(f, offer_mammogram=f.verdict == "warn" and f.reason != "variant-2")
+            for f in findings
+        ]
     return findings
 
 

@@ -27,6 +27,7 @@ from .concepts import (
     US_AXILLA,
     US_EXTREMITY_FOCAL,
 )
+from .early_stage import judge_early_stage
 from .findings import Assessment, Evidence, Exclusion, Finding
 from .records import counts
 
@@ -155,6 +156,9 @@ def judge_order(
         return Finding(order, study, "silent", "not-a-variant-10-study")
     if not patient.survivor:
         return Finding(order, study, "silent", patient.not_applicable)
+    early = judge_early_stage(order, study, patient, facts, knowledge)
+    if early is not None:  # a new stage I-IIA cancer being staged (ACR Variants 1-2)
+        return early
     reasons, surveillance = _order_reason(order, facts, knowledge)
     if reasons:
         return Finding(order, study, "silent", reasons[0].code, cause=reasons[0].evidence)
@@ -209,12 +213,13 @@ SIBLING_WORDS = frozenset({*SYMPTOMS, METASTATIC, RECURRENCE})
 
 
 def sibling_reason(
-    order: OrderFact, drafts: Sequence[OrderFact], knowledge: Knowledge
+    order: OrderFact, drafts: Sequence[OrderFact], knowledge: Knowledge, staging: bool = False
 ) -> str | None:
     """Another draft order of the same call given a symptom or finding as its reason (a chest
     X-ray "for chronic cough" beside the CT chest): the work-up is under way, so the CT is not
     routine surveillance either. Only reasons that name a symptom or finding count; a reason
-    that is merely unreadable on another order does not silence this one."""
+    that is merely unreadable on another order does not silence this one. ``staging``: this
+    order stages a new cancer (Variant 2), so another order's "staging" is no finding."""
     for other in drafts:
         if other.reference == order.reference:
             continue
@@ -222,6 +227,8 @@ def sibling_reason(
             diagnostic = reason.concepts & DIAGNOSTIC_REASONS
             if diagnostic:
                 return f"sibling-order-reason:{sorted(diagnostic)[0]}"
+            if staging and knowledge.stage_text.plain_staging(reason.text):
+                continue
             if knowledge.text.mentions_finding(reason.text):
                 return "sibling-order-reason:finding"
             said = [
