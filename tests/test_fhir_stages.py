@@ -171,8 +171,9 @@ def test_a_report_names_its_side(knowledge: Knowledge) -> None:
 
 def test_a_stage_range_is_read_as_a_range(knowledge: Knowledge) -> None:
     note = [{"text": "Early stage I-II disease, staging pending."}]
-    [found] = stages(knowledge, cancer(note=note))
-    assert found.group == "I-II"  # neither early nor late: the rule places nothing on it
+    found = stages(knowledge, cancer(note=note))
+    # neither early nor late, and "pending" puts it in doubt: the rule places nothing on it
+    assert {s.group for s in found} == {"I-II", "doubt"}
 
 
 def test_a_report_about_another_organ_gives_no_stage(knowledge: Knowledge) -> None:
@@ -183,3 +184,47 @@ def test_a_report_about_another_organ_gives_no_stage(knowledge: Knowledge) -> No
         "conclusion": "1.8 cm RUL mass, suspicious for primary lung cancer, stage IA.",
     }
     assert stages(knowledge, report) == ()
+
+
+def test_an_entered_in_error_stage_observation_is_not_read(knowledge: Knowledge) -> None:
+    value = cc(
+        "http://snomed.info/sct", "1222724007", "American Joint Committee on Cancer stage IA"
+    )
+    obs = observation(
+        "void",
+        cc("http://loinc.org", "21908-9", "Stage group.clinical Cancer"),
+        status="entered-in-error",
+        valueCodeableConcept=value,
+    )
+    assert stages(knowledge, obs) == ()
+    assert stages(knowledge, obs | {"status": "final"}) != ()
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Clinical stage IIA (cT2 cN0) - 2 abnormal level I nodes, FNA pending",
+        "cT1c cN0 M0; peau d'orange >1/3 of breast, r/o inflammatory",
+        "Malignant phyllodes tumor, T2 N0",
+    ],
+)
+def test_words_beside_a_stage_that_put_it_in_doubt(knowledge: Knowledge, note: str) -> None:
+    found = stages(knowledge, cancer(note=[{"text": note}]))
+    assert "doubt" in {s.group for s in found}
+
+
+def test_a_breast_report_naming_another_disease_places_nothing(knowledge: Knowledge) -> None:
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "bx",
+        "status": "final",
+        "code": {"text": "Surgical pathology"},
+        "effectiveDateTime": "2026-11-10",
+        "conclusion": "Left breast core biopsy: diffuse large B-cell lymphoma, no carcinoma.",
+    }
+    assert [s.group for s in stages(knowledge, report)] == ["doubt"]
+    endometrial = report | {
+        "conclusion": "Endometrioid adenocarcinoma, myometrium. Sentinel nodes 0/2. pT1a pN0. "
+        "Stage IA."
+    }
+    assert stages(knowledge, endometrial) == ()  # another organ's report: no stage at all

@@ -39,6 +39,12 @@ def _target(reference: Any, kind: str) -> str | None:
     return ref.split("/")[-1] if ref.startswith(f"{kind}/") else None
 
 
+# Results that never happened: their stage is not read.
+VOID = frozenset({"entered-in-error", "cancelled"})
+# A reading that places nothing: words beside the stage put it in doubt.
+DOUBT = "doubt"
+
+
 class StageReader:
     """Reads the stages of one record; ``linked`` ties assessments and members to their
     Condition once the whole record is read."""
@@ -78,6 +84,26 @@ class StageReader:
             )
         return found
 
+    def _doubt(
+        self, texts: Iterable[str], kind: str, rid: str, when: date | None, focus: str | None
+    ) -> list[StageFact]:
+        """A reading that places nothing when the words beside a stage put it in doubt ("r/o
+        inflammatory", "FNA pending") or name another disease (phyllodes, an endometrial
+        primary, a recurrence): the stage of this source cannot be trusted as early."""
+        if not any(self.words.doubted(text) for text in texts):
+            return []
+        return [
+            StageFact(
+                rid,
+                kind,
+                "stage in doubt",
+                group=DOUBT,
+                when=when,
+                focus=focus,
+                how="words beside the stage",
+            )
+        ]
+
     def _summary(
         self, concept: Any, basis: str | None, rid: str, when: date | None, focus: str | None
     ) -> list[StageFact]:
@@ -110,13 +136,18 @@ class StageReader:
             for assessment in as_list(stage.get("assessment")):
                 if target := _target(assessment, "Observation"):
                     self.assessed[target] = rid
-        for text in concept_texts(raw.get("code"))[:1] + note_texts(raw):
+        texts = concept_texts(raw.get("code"))[:1] + note_texts(raw)
+        for text in texts:
             found += self._from_words(text, "Condition", rid, when, rid)
+        if found:
+            found += self._doubt(texts, "Condition", rid, when, rid)
         return [replace(f, kind="Condition") for f in found]
 
     def observation(self, raw: Mapping[str, Any], names: frozenset[str]) -> list[StageFact]:
         """A stage-group or T/N/M Observation (``names``: the concepts of its code)."""
         if not names & STAGE_OBSERVATIONS:
+            return []
+        if as_str(raw.get("status")) in VOID:
             return []
         rid = as_str(raw.get("id")) or ""
         when = first_date(raw, "effectiveDateTime", "effectivePeriod.start", "issued")
@@ -126,22 +157,35 @@ class StageReader:
                 self.member_of[target] = rid
         basis = self.words.basis(" ".join(concept_texts(raw.get("code"))))
         found = self._summary(raw.get("valueCodeableConcept"), basis, rid, when, focus)
-        for text in [v for v in [as_str(raw.get("valueString"))] if v] + note_texts(raw):
+        texts = [v for v in [as_str(raw.get("valueString"))] if v] + note_texts(raw)
+        for text in texts:
             found += self._from_words(text, "Observation", rid, when, focus)
+        if found:
+            found += self._doubt(
+                [*concept_texts(raw.get("valueCodeableConcept")), *texts],
+                "Observation",
+                rid,
+                when,
+                focus,
+            )
         return [replace(f, kind="Observation") for f in found]
 
     def report(self, raw: Mapping[str, Any]) -> list[StageFact]:
         """Stage words in the conclusion of a report about the breast (a pathology report's
         "pT1c pN0(sn)")."""
         conclusion = as_str(raw.get("conclusion"))
-        if not conclusion:
+        if not conclusion or as_str(raw.get("status")) in VOID:
             return []
         rid = as_str(raw.get("id")) or ""
         when = first_date(raw, "effectiveDateTime", "effectivePeriod.start", "issued")
         about = " ".join([*concept_texts(raw.get("code"))[:1], conclusion])
-        if not self.words.about_breast(about):
-            return []  # another organ's report: its stage is not this cancer's
         side = self.words.side(about)
+        if not self.words.about_breast(about):
+            # Another organ's report: its stage is not this cancer's. A breast report whose
+            # words put things in doubt ("lymphoma, no carcinoma", "suspicious nodes") places
+            # nothing for the diagnosis either.
+            doubt = self._doubt([about], "DiagnosticReport", rid, when, None)
+            return [replace(f, side=side) for f in doubt] if self.words.names_breast(about) else []
         found = self._from_words(conclusion, "DiagnosticReport", rid, when, None)
         return [replace(f, side=side) for f in found]
 

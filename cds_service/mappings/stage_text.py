@@ -32,6 +32,7 @@ class StageTextFile(_Strict):
     plain_staging: StagePatterns
     side: StagePatterns
     breast_report: StagePatterns
+    doubt: StagePatterns
 
 
 # What each section's patterns must name (its named groups).
@@ -43,6 +44,7 @@ _GROUPS = {
     "plain_staging": set(),
     "side": {"left", "right"},
     "breast_report": set(),
+    "doubt": set(),
 }
 _NUMERALS = {"0": "0", "1": "I", "2": "II", "3": "III", "4": "IV"}
 _BASES = {"C": "clinical", "P": "pathological", "CLINICAL": "clinical"}
@@ -80,6 +82,7 @@ class StageText:
     plain: tuple[re.Pattern[str], ...]
     sides: tuple[re.Pattern[str], ...]
     breast: tuple[re.Pattern[str], ...]
+    doubts: tuple[re.Pattern[str], ...]
 
     def groups(self, text: str) -> list[tuple[str | None, str]]:
         """(basis, stage group) of every "stage ..." phrase."""
@@ -135,9 +138,20 @@ class StageText:
         return named.pop() if len(named) == 1 else None
 
     def about_breast(self, text: str) -> bool:
-        """Is a report about the breast (its stage words are then read)?"""
+        """Is a report about the breast (its stage words are then read)? Not when it also
+        names another organ's cancer."""
+        return self.names_breast(text) and not self.doubted(text)
+
+    def names_breast(self, text: str) -> bool:
+        """Does the text name the breast or a breast carcinoma ("left breast", "IDC")?"""
         plain = _plain(text)
         return any(p.search(plain) for p in self.breast)
+
+    def doubted(self, text: str) -> bool:
+        """Words that put a stage written beside them in doubt, or show it is not an invasive
+        breast carcinoma's stage at presentation (a suspicion, another organ, a recurrence)."""
+        plain = _plain(text)
+        return any(p.search(plain) for p in self.doubts)
 
     def plain_staging(self, text: str) -> bool:
         """Does the text say only "staging of a new breast cancer"?"""
@@ -172,6 +186,7 @@ def _load_stage_text(path: Path) -> StageText:
         compiled["plain_staging"],
         compiled["side"],
         compiled["breast_report"],
+        compiled["doubt"],
     )
     checks = {
         "stage_group": lambda t: bool(reader.groups(t)),
@@ -181,6 +196,7 @@ def _load_stage_text(path: Path) -> StageText:
         "plain_staging": reader.plain_staging,
         "side": lambda t: reader.side(t) is not None,
         "breast_report": reader.about_breast,
+        "doubt": reader.doubted,
     }
     for section, check in checks.items():
         _check_examples(path, section, getattr(doc, section), check)

@@ -43,8 +43,9 @@ _CODED = {
     "T": ((T1, "T1"), (T2, "T2"), (T_LATE, "late")),
     "N": ((N0, "N0"), (N1, "N1"), (N_LATE, "late")),
 }
+# T0 (an occult primary found by its nodes) is a work-up of its own, not Variant 2: unplaced.
 _WRITTEN = {
-    "T": {"0": "T0", "1": "T1", "2": "T2", "3": "late", "4": "late"},
+    "T": {"1": "T1", "2": "T2", "3": "late", "4": "late"},
     "N": {"0": "N0", "1": "N1", "2": "late", "3": "late"},
 }
 
@@ -88,9 +89,7 @@ def classify(readings: Sequence[StageFact]) -> Reading:
     if t and n:
         if (t, n) == ({"T2"}, {"N1"}):
             return "late"
-        if (t, n) == ({"T0"}, {"N0"}):
-            return "unplaced"
-        return "early"  # T0-1 with N0-1, or T2N0
+        return "early"  # T1 with N0-1, or T2N0
     return "early" if groups else "partial"
 
 
@@ -113,7 +112,8 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     """The stage readings that belong to the diagnosis being staged. A stage that names
     another Condition is not ours; one that names none counts only when it is dated from about
     the diagnosis on, the record holds no other cancer it could belong to, and the side it
-    names (if any) is not the other breast."""
+    names (if any) is not the other breast. No reading counts after an earlier invasive breast
+    cancer."""
     cancers = breast_cancer_conditions(facts)
     ours = _same_diagnosis(cancers)
     diagnosed = diagnosis_date(cancers)
@@ -126,7 +126,10 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
         and c.id not in ours
         and c.concepts & {BREAST_CANCER, HISTORY, OTHER_CANCER, DCIS}
     ]
-    since = diagnosed - timedelta(days=STAGE_BEFORE_DIAGNOSIS_DAYS)
+    if any(c.concepts & {BREAST_CANCER, HISTORY} for c in others):
+        # An earlier invasive breast cancer: a new one may be its recurrence (restaged, not
+        # Variant 2), and a stage may be either's. Quiet.
+        return []
     entry = diagnosing_entry(cancers)
     side = side_of(entry) if entry else None
     return [
@@ -137,7 +140,7 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
             s.focus is None
             and not others
             and s.when is not None
-            and s.when >= since
+            and s.when >= diagnosed  # one recorded before the diagnosis may be another's
             and (s.side is None or side is None or s.side == side)
         )
     ]

@@ -53,7 +53,7 @@ def words(label: str, **kw: object) -> StageFact:
         ([words("stage IIA", group="IIA")], "early"),
         ([words("T1c N0 M0", t="T1c", n="N0", m="M0")], "early"),
         ([words("T1b N1mi", t="T1b", n="N1mi")], "early"),
-        ([words("T0 N1", t="T0", n="N1")], "early"),
+        ([words("T0 N1", t="T0", n="N1")], "unplaced"),  # an occult primary: its own work-up
         ([words("T2 N0 MX", t="T2", n="N0", m="MX")], "early"),
         ([words("T2 N1 M0", t="T2", n="N1", m="M0")], "late"),  # IIB given only as TNM
         ([words("T3 N0", t="T3", n="N0")], "late"),
@@ -123,6 +123,28 @@ def test_a_later_late_stage_silences_an_earlier_early_one() -> None:
 
 def test_no_stage_is_no_early_stage() -> None:
     assert early_stage(new_patient()) is None
+
+
+def test_a_stage_in_doubt_places_nothing() -> None:
+    """Words beside the stage that put it in doubt ("r/o inflammatory", "FNA pending") or name
+    another disease (phyllodes, lymphoma) are read as a reading of their own that places
+    nothing (fhir/stages.py): the early stage beside them does not warn."""
+    doubt = words("stage in doubt", group="doubt")
+    assert early_stage(new_patient(words("stage IA", group="IA"), doubt)) is None
+
+
+def test_an_earlier_invasive_breast_cancer_silences() -> None:
+    """A new breast cancer after an earlier invasive one may be its recurrence ("rT1c", "2nd
+    event"): restaged, not Variant 2, whatever stage it is given."""
+    history = condition("personal-history-breast-cancer", id="hx", onset=ago(11 * 365))
+    assert early_stage(new_patient(stage(), conditions=(history,))) is None
+
+
+def test_an_unfocused_stage_from_before_the_diagnosis_is_not_ours() -> None:
+    """A stage naming no condition, recorded days before this diagnosis (a lung wedge
+    resection's "pT1a pN0" 19 days earlier), may be another cancer's."""
+    report = words("T1b N0", kind="DiagnosticReport", id="rep", t="T1b", n="N0", focus=None)
+    assert early_stage(new_patient(replace(report, when=ago(39)))) is None
 
 
 # --- the verdict ----------------------------------------------------------------------
