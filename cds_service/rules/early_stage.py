@@ -146,11 +146,28 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     ]
 
 
+def _every_side_staged(facts: PatientFacts, readings: Sequence[StageFact]) -> bool:
+    """Cancers of both breasts in one diagnosis (synchronous, bilateral): each side needs a
+    reading of its own (focused on an entry of that side, or a report naming that side); an
+    unstaged side may be the larger cancer."""
+    cancers = breast_cancer_conditions(facts)
+    ours = _same_diagnosis(cancers)
+    entries = [c for c in cancers if c.id in ours]
+    sides = {side for c in entries if (side := side_of(c))}
+    for side in sides if len(sides) > 1 else ():
+        ids = {c.id for c in entries if side_of(c) == side}
+        if not any(s.focus in ids or (s.focus is None and s.side == side) for s in readings):
+            return False
+    return True
+
+
 def early_stage(facts: PatientFacts) -> StageFact | None:
     """The reading that places this diagnosis positively at stage I-IIA, if every reading of
-    it agrees (clinical and pathological alike); None when any is late or unplaced, or none
-    places it."""
+    it agrees (clinical and pathological alike) and, for cancers of both breasts, each side
+    has one; None when any is late or unplaced, or none places it."""
     readings = stages_of_diagnosis(facts)
+    if not _every_side_staged(facts, readings):
+        return None
     sources: dict[tuple[str, str | None, str | None, date | None], list[StageFact]] = {}
     for s in readings:
         # Coded T, N, M and group Observations of one staging go together; words stand alone.

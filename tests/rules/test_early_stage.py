@@ -133,6 +133,20 @@ def test_a_stage_in_doubt_places_nothing() -> None:
     assert early_stage(new_patient(words("stage IA", group="IA"), doubt)) is None
 
 
+def test_cancers_of_both_breasts_need_a_stage_each() -> None:
+    """Synchronous cancers of both breasts: an early stage of the left one says nothing of an
+    unstaged right one (which may be the larger cancer)."""
+    icd = "http://hl7.org/fhir/sid/icd-10-cm"
+    left = replace(NEW, codes=frozenset({(icd, "C50.412")}))
+    right = cancer(id="right", clinical_status="active", onset=ago(5), label="Right breast IDC")
+    right = replace(right, codes=frozenset({(icd, "C50.911")}))
+    staged_left = stage(focus="new")
+    facts = PatientFacts(conditions=(left, right), stages=(staged_left,))
+    assert early_stage(facts) is None
+    both = (staged_left, stage(id="r", focus="right"))
+    assert early_stage(PatientFacts(conditions=(left, right), stages=both)) is not None
+
+
 def test_an_earlier_invasive_breast_cancer_silences() -> None:
     """A new breast cancer after an earlier invasive one may be its recurrence ("rT1c", "2nd
     event"): restaged, not Variant 2, whatever stage it is given."""
