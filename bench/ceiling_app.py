@@ -23,7 +23,7 @@ from cds_service import create_app as create_service_app
 from cds_service import pipeline
 from cds_service.cards import new_uuid
 from cds_service.hooks import CdsRequest, decode_request, parse_request
-from cds_service.policy import ClientOptions, parse_client_options
+from cds_service.policy import ClientOptions
 from cds_service.services import Service
 from cds_service.state import APP_STATE_KEY
 
@@ -54,18 +54,8 @@ def create_app() -> Flask:
     state = app.extensions[APP_STATE_KEY]
     service = state.services[SERVICE_ID]
     req = parse_request(decode_request(body), service.hook)
-    decided = REAL_DECIDE(
-        req,
-        service,
-        parse_client_options(req.extension),
-        knowledge=state.knowledge,
-        store=state.store,
-        fhir=state.fhir_access(),
-        base_url=BASE_URL,
-        today=state.today(),
-        windows=state.windows,
-        site=state.site,
-    )
+    pipeline.decide = REAL_DECIDE  # a second app in this process decides for real too
+    decided = state.decide(req, service, BASE_URL)
     if not decided.cards:
         raise RuntimeError("the seed request gave no card: the ceiling would not be comparable")
 

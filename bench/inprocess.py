@@ -35,8 +35,6 @@ import orjson
 
 from cds_service import create_app
 from cds_service.hooks import decode_request, parse_request, response_body
-from cds_service.pipeline import decide
-from cds_service.policy import parse_client_options
 from cds_service.state import APP_STATE_KEY
 
 from . import floor_app
@@ -168,17 +166,10 @@ class Pipeline:
         marks.append(clock())
         state = self.state
         req = parse_request(body, self.service.hook)
-        decision = decide(
+        decision = state.decide(
             req,
             self.service,
-            parse_client_options(req.extension),
-            knowledge=state.knowledge,
-            store=state.store,
-            fhir=state.fhir_access(),
-            base_url=BASE_URL,
-            today=state.today(),
-            windows=state.windows,
-            site=state.site,
+            BASE_URL,
             lap=(lambda _stage: marks.append(clock())) if record_stages else None,
         )
         out = orjson.dumps(response_body(decision.cards, decision.actions))

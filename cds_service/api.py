@@ -12,7 +12,7 @@ import orjson
 from flask import Blueprint, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, NotFound
 
-from . import metrics, pipeline
+from . import metrics
 from .cards import GUIDANCE_PATH, HANDOUT_PATH, OVERRIDE_PATH
 from .errors import (
     CdsServiceError,
@@ -23,7 +23,6 @@ from .errors import (
 )
 from .hooks import decode_request, parse_feedback, parse_request, response_body
 from .memo import Memo
-from .policy import parse_client_options
 from .state import get_state
 from .store import StoreUnavailable, VerdictRow, now
 
@@ -87,18 +86,7 @@ def call_service(service_id: str) -> Response:
         raise UnknownService(f"no CDS service with id {service_id!r}; see GET /cds-services")
     req = parse_request(_body(decode_request), service.hook)
     g.hook_instance = req.hook_instance
-    decision = pipeline.decide(
-        req,
-        service,
-        parse_client_options(req.extension),
-        knowledge=state.knowledge,
-        store=state.store,
-        fhir=state.fhir_access(g.get("issuer_fhir_servers", ())),
-        base_url=public_base_url(),
-        today=state.today(),
-        windows=state.windows,
-        site=state.site,
-    )
+    decision = state.decide(req, service, public_base_url(), g.get("issuer_fhir_servers", ()))
     g.decision = decision  # for `cds-service evaluate --explain` (the test client keeps g)
     findings, advice, cards, origin = (
         decision.findings,

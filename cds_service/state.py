@@ -11,10 +11,13 @@ from typing import Any
 import urllib3
 from flask import current_app
 
+from . import pipeline
 from .auth import Verifier
 from .config import Settings, SiteConfig
+from .hooks import CdsRequest
 from .mappings import Knowledge
-from .pipeline import FhirAccess
+from .pipeline import Decision, FhirAccess, Lap
+from .policy import parse_client_options
 from .rules import Windows
 from .services import Service
 from .store import Store
@@ -50,6 +53,31 @@ class State:
     def today(self) -> date:
         """The configured fixed date (replays, tests), else the real one."""
         return self.settings.today or date.today()
+
+    def decide(
+        self,
+        req: CdsRequest,
+        service: Service,
+        base_url: str,
+        issuer_fhir_servers: Sequence[str] = (),
+        lap: Lap | None = None,
+    ) -> Decision:
+        """One call through the pipeline with this app's knowledge, store, FHIR access, date,
+        windows and site (``pipeline.decide`` looked up at call time, so a measuring tool can
+        stand in for it)."""
+        return pipeline.decide(
+            req,
+            service,
+            parse_client_options(req.extension),
+            knowledge=self.knowledge,
+            store=self.store,
+            fhir=self.fhir_access(issuer_fhir_servers),
+            base_url=base_url,
+            today=self.today(),
+            windows=self.windows,
+            site=self.site,
+            lap=lap,
+        )
 
 
 def get_state() -> State:
