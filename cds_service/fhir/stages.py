@@ -41,6 +41,9 @@ def _target(reference: Any, kind: str) -> str | None:
 
 # Results that never happened: their stage is not read.
 VOID = frozenset({"entered-in-error", "cancelled"})
+# A stage Observation is read once it is a result (FHIR ObservationStatus); a registered or
+# preliminary stage may still change, so it places nothing.
+RESULTED = frozenset({"final", "amended", "corrected"})
 # A reading that places nothing: words beside the stage put it in doubt.
 DOUBT = "doubt"
 
@@ -147,8 +150,8 @@ class StageReader:
         """A stage-group or T/N/M Observation (``names``: the concepts of its code)."""
         if not names & STAGE_OBSERVATIONS:
             return []
-        if as_str(raw.get("status")) in VOID:
-            return []
+        if as_str(raw.get("status")) not in RESULTED:
+            return []  # registered, preliminary, unknown: not yet a stage; void ones never
         rid = as_str(raw.get("id")) or ""
         when = first_date(raw, "effectiveDateTime", "effectivePeriod.start", "issued")
         focus = next((t for f in as_list(raw.get("focus")) if (t := _target(f, "Condition"))), None)

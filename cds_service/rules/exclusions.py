@@ -18,6 +18,8 @@ from .concepts import (
     M1,
     M_CATEGORY,
     METASTATIC,
+    N1,
+    N_LATE,
     OTHER_CANCER,
     PALLIATIVE,
     PROGRESSION,
@@ -29,7 +31,7 @@ from .concepts import (
     SYSTEMIC_THERAPY,
 )
 from .diagnosis import POST_SURGERY_STAGING_DAYS, diagnosis_date
-from .findings import Exclusion, Windows
+from .findings import Evidence, Exclusion, Windows
 from .records import (
     ACTIVE_MEDICATION,
     HISTORICAL,
@@ -115,6 +117,21 @@ def recurrence_exclusions(
             and (diagnosed is None or when > diagnosed + timedelta(days=POST_SURGERY_STAGING_DAYS))
         ):
             found.append(Exclusion("regional-recurrence", evidence_of(c, REGIONAL_NODES)))
+    # A node-positive stage reading (N1-N3, coded or written) recorded in the last year and
+    # well after the diagnosis is a regional recurrence too ("rpN1a"), not the original stage.
+    for stage in facts.stages:
+        positive = stage.concepts & {N1, N_LATE} or (stage.n or "")[1:2] in ("1", "2", "3")
+        if (
+            positive
+            and stage.when is not None
+            and diagnosed is not None
+            and within(stage.when, today, windows.new_diagnosis)
+            and stage.when > diagnosed + timedelta(days=POST_SURGERY_STAGING_DAYS)
+        ):
+            shown = Evidence(
+                stage.kind, stage.id, stage.label, stage.when, REGIONAL_NODES, stage.how
+            )
+            found.append(Exclusion("regional-recurrence", shown))
     return found
 
 

@@ -57,3 +57,22 @@ def test_endocrine_therapy_is_not_active_treatment(knowledge: Knowledge) -> None
 def test_other_active_cancer_silences(knowledge: Knowledge) -> None:
     facts = with_conditions(condition("other-primary-malignancy", onset=ago(120)))
     assert verdict(facts, knowledge) == ("silent", "other-cancer")
+
+
+def test_a_node_positive_stage_recorded_years_after_the_diagnosis_is_a_regional_recurrence(
+    knowledge: Knowledge,
+) -> None:
+    """A survivor's N1 (coded or written) recorded last week, years after the diagnosis, is a
+    regional recurrence ("rpN1a"), not the original stage; the original pN1 of the diagnosis
+    is not."""
+    from dataclasses import replace
+
+    from cds_service.facts import StageFact
+
+    survivor = with_conditions()
+    late = StageFact("n", "Observation", "pN1a", n="N1a", when=ago(7), how="stage words")
+    assert verdict(replace(survivor, stages=(late,)), knowledge)[0] == "silent"
+    coded = replace(late, n=None, concepts=frozenset({"n1-value"}))
+    assert verdict(replace(survivor, stages=(coded,)), knowledge)[0] == "silent"
+    original = replace(late, when=ago(5 * 365 + 30))
+    assert verdict(replace(survivor, stages=(original,)), knowledge) == verdict(survivor, knowledge)
