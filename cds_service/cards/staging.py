@@ -11,7 +11,7 @@ from .models import Card, Link, new_uuid
 from .presentation import Presentation
 from .sources import absolute_link, acr_source, guideline_links, override_reasons
 from .text import fit_summary, fit_words, plain, records, visible_words
-from .warning import WORD_BUDGET, order_suggestions, study_name
+from .warning import WORD_BUDGET, order_suggestions, radiation_line, study_name
 
 _SHRINK = (0, 8, 4)  # words per record label until the detail fits WORD_BUDGET (0: whole)
 
@@ -21,13 +21,7 @@ def _detail(finding: Finding, knowledge: Knowledge, name: str, label_words: int)
     card = knowledge.wording.card
     rating = knowledge.topic.rating(VARIANT, finding.study or "")
     category = rating.category if rating else ""
-    radiation = ""
-    if rating and rating.rrl:
-        radiation = (
-            card.radiation_with_dose.format(level=rating.rrl, dose=rating.dose)
-            if rating.dose
-            else card.radiation.format(level=rating.rrl)
-        )
+    radiation = radiation_line(rating.rrl, rating.dose, card) if rating else ""
     stage = next((e for e in finding.evidence if e.concept == "early-stage"), None)
     cancer = [e for e in finding.evidence if e.concept != "early-stage"]
     patient = records(cancer, card.more_records, 1, label_words)

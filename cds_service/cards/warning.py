@@ -42,11 +42,12 @@ def study_name(finding: Finding, knowledge: Knowledge) -> str:
     return info.short or info.name
 
 
-def _radiation(info: StudyInfo, words: CardWording) -> str:
-    if info.rrl and info.dose:
-        return words.radiation_with_dose.format(level=info.rrl, dose=info.dose)
-    if info.rrl:
-        return words.radiation.format(level=info.rrl)
+def radiation_line(rrl: str | None, dose: str | None, words: CardWording) -> str:
+    """The relative radiation level, with its dose range when known ("" when not rated)."""
+    if rrl and dose:
+        return words.radiation_with_dose.format(level=rrl, dose=dose)
+    if rrl:
+        return words.radiation.format(level=rrl)
     return ""
 
 
@@ -118,7 +119,7 @@ def _warning_detail(
     study = finding.study or ""
     patient = records(finding.evidence, words.more_records, shown, label_words)
     headline = words.headline.format(
-        study=name, rating=info.rating, radiation=_radiation(info, words)
+        study=name, rating=info.rating, radiation=radiation_line(info.rrl, info.dose, words)
     )
     lines = [
         headline.rstrip(),

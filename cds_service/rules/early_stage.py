@@ -26,11 +26,10 @@ from .concepts import (
 )
 from .diagnosis import breast_cancer_conditions, diagnosing_entry, diagnosis_date, side_of
 from .findings import Assessment, Evidence, Finding
-from .records import condition_date, counts
+from .records import URGENT, condition_date, counts
 
 VARIANT = 2  # the distant-staging variant; Variant 1 (locoregional) rates breast imaging
 STAGE_BEFORE_DIAGNOSIS_DAYS = 31  # an unfocused stage this long before the diagnosis is older
-URGENT = frozenset({"urgent", "asap", "stat"})
 EARLY_GROUPS = frozenset({"I", "IA", "IB", "IIA"})
 LATE_GROUPS = frozenset({"IIB", "III", "IIIA", "IIIB", "IIIC", "IV", "IVA", "IVB", "IVC"})
 
@@ -93,32 +92,33 @@ def classify(readings: Sequence[StageFact]) -> Reading:
     return "early" if groups else "partial"
 
 
-def _same_diagnosis(cancers: Sequence[ConditionFact]) -> set[str]:
+def _same_diagnosis(
+    cancers: Sequence[ConditionFact], entry: ConditionFact, diagnosed: date
+) -> list[ConditionFact]:
     """The breast cancer entries of the diagnosis being staged: the diagnosing entry and those
     recorded around it (not an older cancer, not a history entry)."""
+    since = diagnosed - timedelta(days=STAGE_BEFORE_DIAGNOSIS_DAYS)
+    return [
+        c
+        for c in cancers
+        if c.id == entry.id
+        or (HISTORY not in c.concepts and (d := condition_date(c)) is not None and d >= since)
+    ]
+
+
+def stages_of_diagnosis(facts: PatientFacts) -> tuple[list[ConditionFact], list[StageFact]]:
+    """The entries of the diagnosis being staged, and the stage readings that belong to it. A
+    stage that names another Condition is not ours; one that names none counts only when it is
+    dated from the diagnosis on, the record holds no other cancer it could belong to, and the
+    side it names (if any) is not the other breast. No reading counts after an earlier invasive
+    breast cancer."""
+    cancers = breast_cancer_conditions(facts)
     entry = diagnosing_entry(cancers)
     diagnosed = diagnosis_date(cancers)
     if entry is None or diagnosed is None:
-        return set()
-    since = diagnosed - timedelta(days=STAGE_BEFORE_DIAGNOSIS_DAYS)
-    return {
-        c.id
-        for c in cancers
-        if HISTORY not in c.concepts and (d := condition_date(c)) is not None and d >= since
-    } | {entry.id}
-
-
-def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
-    """The stage readings that belong to the diagnosis being staged. A stage that names
-    another Condition is not ours; one that names none counts only when it is dated from about
-    the diagnosis on, the record holds no other cancer it could belong to, and the side it
-    names (if any) is not the other breast. No reading counts after an earlier invasive breast
-    cancer."""
-    cancers = breast_cancer_conditions(facts)
-    ours = _same_diagnosis(cancers)
-    diagnosed = diagnosis_date(cancers)
-    if not ours or diagnosed is None:
-        return []
+        return [], []
+    entries = _same_diagnosis(cancers, entry, diagnosed)
+    ours = {c.id for c in entries}
     others = [
         c
         for c in facts.conditions
@@ -129,10 +129,9 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     if any(c.concepts & {BREAST_CANCER, HISTORY} for c in others):
         # An earlier invasive breast cancer: a new one may be its recurrence (restaged, not
         # Variant 2), and a stage may be either's. Quiet.
-        return []
-    entry = diagnosing_entry(cancers)
-    side = side_of(entry) if entry else None
-    return [
+        return entries, []
+    side = side_of(entry)
+    return entries, [
         s
         for s in facts.stages
         if s.focus in ours
@@ -146,13 +145,10 @@ def stages_of_diagnosis(facts: PatientFacts) -> list[StageFact]:
     ]
 
 
-def _every_side_staged(facts: PatientFacts, readings: Sequence[StageFact]) -> bool:
+def _every_side_staged(entries: Sequence[ConditionFact], readings: Sequence[StageFact]) -> bool:
     """Cancers of both breasts in one diagnosis (synchronous, bilateral): each side needs a
     reading of its own (focused on an entry of that side, or a report naming that side); an
     unstaged side may be the larger cancer."""
-    cancers = breast_cancer_conditions(facts)
-    ours = _same_diagnosis(cancers)
-    entries = [c for c in cancers if c.id in ours]
     sides = {side for c in entries if (side := side_of(c))}
     for side in sides if len(sides) > 1 else ():
         ids = {c.id for c in entries if side_of(c) == side}
@@ -165,8 +161,8 @@ def early_stage(facts: PatientFacts) -> StageFact | None:
     """The reading that places this diagnosis positively at stage I-IIA, if every reading of
     it agrees (clinical and pathological alike) and, for cancers of both breasts, each side
     has one; None when any is late or unplaced, or none places it."""
-    readings = stages_of_diagnosis(facts)
-    if not _every_side_staged(facts, readings):
+    entries, readings = stages_of_diagnosis(facts)
+    if not _every_side_staged(entries, readings):
         return None
     sources: dict[tuple[str, str | None, str | None, date | None], list[StageFact]] = {}
     for s in readings:

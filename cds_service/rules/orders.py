@@ -29,9 +29,7 @@ from .concepts import (
 )
 from .early_stage import judge_early_stage
 from .findings import Assessment, Evidence, Exclusion, Finding
-from .records import counts
-
-URGENT = frozenset({"urgent", "asap", "stat"})  # not how routine surveillance is ordered
+from .records import URGENT, counts
 
 
 def classify_order(order: OrderFact, knowledge: Knowledge) -> str | None:

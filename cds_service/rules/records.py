@@ -14,6 +14,8 @@ ONGOING = frozenset({"active", "recurrence", "relapse"})
 HISTORICAL = frozenset({"inactive", "remission", "resolved"})
 ABNORMAL_HIGH = frozenset({"H", "HH", "HU", "A", "AA", ">"})
 VOID_RESULT = frozenset({"cancelled", "entered-in-error"})
+# Order priorities that are not how routine surveillance or staging is ordered.
+URGENT = frozenset({"urgent", "asap", "stat"})
 ACTIVE_MEDICATION = frozenset({"active", "on-hold", "draft"})
 
 
